@@ -1,0 +1,231 @@
+"""Settings: the only module that reads the environment.
+
+Precedence (lowest first): built-in defaults, a YAML file (``--config`` or
+``MAMMO_NODE_CONFIG``), environment variables ``MAMMO_NODE_<FIELD>``, command-line flags.
+Everything is validated once, at start-up, and a bad value raises ConfigError naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from node.errors import ConfigError
+
+# PS3.5 6.2: AE titles are up to 16 characters, no backslash or control characters.
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
+MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
+
+ENV_PREFIX = "MAMMO_NODE_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def validate_ae_title(value: str) -> str:
+    """Return the AE title stripped of padding, or raise ConfigError (PS3.5 6.2)."""
+    stripped = value.strip()
+    if not _AE_TITLE.match(stripped):
+        raise ConfigError(f"invalid AE title {value!r}: 1-16 printable characters, no backslash")
+    return stripped
+
+
+def validate_port(name: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RoutingRules:
+    """Which instances are analysed: SOP class AND Modality AND Presentation Intent."""
+
+    sop_classes: tuple[str, ...] = (MG_FOR_PRESENTATION,)
+    modalities: tuple[str, ...] = ("MG",)
+    presentation_intents: tuple[str, ...] = ("FOR PRESENTATION",)
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A DICOM peer allowed to send to the node's Orthanc (unknown AE titles are refused)."""
+
+    aet: str
+    host: str = "127.0.0.1"
+    port: int = 104
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where results are published (STOW-RS). The default is the embedded Orthanc."""
+
+    name: str
+    url: str  # DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    aet: str = "MAMMONODE"
+    dicom_port: int = 4242
+    http_port: int = 8042
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    http_user: str = "mammo"
+    http_password: str = ""  # generated at start-up when empty
+    api_token: str = ""  # shared secret of the Orthanc plugin -> node calls; generated when empty
+    orthanc_url: str = ""  # empty: the embedded Orthanc at http://127.0.0.1:<http_port>
+    database_url: str = ""  # empty: SQLite in <data_dir>/jobs.sqlite
+    models_dir: Path = PROJECT_ROOT / "models"
+    model: str = "synthetic-unet"
+    workers: int = 1
+    lease_seconds: float = 120.0
+    max_attempts: int = 5
+    backoff_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    poll_seconds: float = 0.5
+    stable_age: int = 3
+    reconcile_seconds: float = 30.0
+    log_level: str = "INFO"
+    modalities: tuple[Modality, ...] = (Modality(aet="MODALITY1"),)
+    routing: RoutingRules = field(default_factory=RoutingRules)
+    destinations: tuple[Destination, ...] = ()  # empty: back into the embedded Orthanc
+
+    def __post_init__(self) -> None:
+        validate_ae_title(self.aet)
+        for name in ("dicom_port", "http_port", "api_port"):
+            validate_port(name, getattr(self, name))
+        for modality in self.modalities:
+            validate_ae_title(modality.aet)
+            validate_port(f"modality {modality.aet} port", modality.port)
+        if self.workers < 0:
+            raise ConfigError("workers must be >= 0")
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts must be >= 1")
+        if self.lease_seconds <= 0 or self.poll_seconds <= 0:
+            raise ConfigError("lease_seconds and poll_seconds must be > 0")
+        if not 1 <= self.stable_age <= 3600:
+            raise ConfigError("stable_age must be 1-3600 seconds")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(
+                f"log_level must be DEBUG, INFO, WARNING or ERROR, not {self.log_level}"
+            )
+        if self.http_user and ":" in self.http_user:
+            raise ConfigError("http_user must not contain ':' (HTTP basic auth)")
+        for destination in self.destinations:
+            if not destination.url.startswith(("http://", "https://")):
+                raise ConfigError(f"destination {destination.name}: url must be http(s)://")
+
+    @property
+    def orthanc_base_url(self) -> str:
+        return (self.orthanc_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'jobs.sqlite').resolve()}"
+
+    @property
+    def effective_destinations(self) -> tuple[Destination, ...]:
+        if self.destinations:
+            return self.destinations
+        return (
+            Destination(
+                name="orthanc",
+                url=f"{self.orthanc_base_url}/dicom-web",
+                username=self.http_user,
+                password=self.http_password,
+            ),
+        )
+
+    def with_secrets(self) -> Settings:
+        """Fill in the generated secrets; called once by the composition root."""
+        return replace(
+            self,
+            http_password=self.http_password or secrets.token_urlsafe(18),
+            api_token=self.api_token or secrets.token_urlsafe(24),
+        )
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Turn a YAML/environment value into the type of the field's default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, Path):
+            return Path(value).expanduser()
+        if isinstance(default, str):
+            if not isinstance(value, str | int | float):
+                raise TypeError(f"expected text, got {type(value).__name__}")
+            return str(value)
+        if isinstance(default, RoutingRules):
+            if not isinstance(value, Mapping):
+                raise TypeError("expected a mapping")
+            return RoutingRules(**{k: tuple(str(x) for x in v) for k, v in value.items()})
+        if name == "modalities":
+            return tuple(Modality(**dict(item)) for item in value)
+        if name == "destinations":
+            return tuple(Destination(**dict(item)) for item in value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"setting {name!r}: invalid value {value!r} ({error})") from error
+    raise ConfigError(f"setting {name!r} cannot be set this way")
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from a YAML file, the environment and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    defaults = Settings()
+    known = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = config_file or (
+        Path(environ[ENV_PREFIX + "CONFIG"]) if environ.get(ENV_PREFIX + "CONFIG") else None
+    )
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from error
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping")
+        unknown = sorted(set(loaded) - set(known))
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
+        values.update({k: _coerce(k, v, known[k]) for k, v in loaded.items()})
+
+    for name, default in known.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        if name in {"modalities", "destinations", "routing"}:
+            raw_value: Any = yaml.safe_load(raw)
+        else:
+            raw_value = raw
+        values[name] = _coerce(name, raw_value, default)
+
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = _coerce(name, value, known[name])
+    try:
+        return Settings(**values)
+    except TypeError as error:
+        raise ConfigError(str(error)) from error

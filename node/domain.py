@@ -1,0 +1,92 @@
+"""Plain value objects shared by every layer; this module imports nothing of ours.
+
+Coordinates are image pixel coordinates of the source image: ``column`` (x, to the right)
+and ``row`` (y, downwards), as DICOM SCOORD uses them (PS3.3 C.18.6.1.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+FindingKind = Literal["mass", "calcification"]
+Laterality = Literal["L", "R"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Identity of one model version, as results must name it (IHE AIR provenance)."""
+
+    model_id: str
+    version: str
+    name: str
+    manufacturer: str
+    device_uid: str  # DeviceUID of this model version in Contributing Equipment
+    intended_use: str
+    training_data: str
+    operating_point: float  # exam score at or above which the model suggests recall
+    finding_threshold: float  # heatmap peak at or above which a finding is reported
+    input_size: tuple[int, int]  # (rows, columns) the network sees
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One suspected lesion on one image."""
+
+    column: float
+    row: float
+    radius: float  # pixels of the source image
+    score: float  # probability of malignancy of this finding, in [0, 1]
+    kind: FindingKind = "mass"
+
+
+@dataclass
+class ImagePrediction:
+    """What a model says about one image."""
+
+    score: float  # probability of malignancy of the image, in [0, 1]
+    heatmap: npt.NDArray[np.float32]  # lesion probability per pixel, source image size
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """A routed source image, identified as DICOM does."""
+
+    StudyInstanceUID: str
+    SeriesInstanceUID: str
+    SOPInstanceUID: str
+    SOPClassUID: str
+    ImageLaterality: str  # "L", "R" or "" when unknown
+    ViewPosition: str  # "CC", "MLO", ... or "" when unknown
+
+
+@dataclass
+class ImageResult:
+    source: SourceImage
+    prediction: ImagePrediction
+
+
+@dataclass
+class ExamResult:
+    """All results of one model version for one study."""
+
+    StudyInstanceUID: str
+    model: ModelSpec
+    images: list[ImageResult]
+
+    @property
+    def score(self) -> float:
+        """Exam malignancy score: the most suspicious image decides (screening is per breast)."""
+        return max((image.prediction.score for image in self.images), default=0.0)
+
+    def breast_score(self, laterality: Laterality) -> float | None:
+        scores = [i.prediction.score for i in self.images if i.source.ImageLaterality == laterality]
+        return max(scores) if scores else None
+
+    @property
+    def recall(self) -> bool:
+        return self.score >= self.model.operating_point
