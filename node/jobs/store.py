@@ -1,0 +1,488 @@
+"""Job store on SQLAlchemy Core: SQLite (WAL) embedded, PostgreSQL for several workers.
+
+Every state change is a compare-and-set (``UPDATE ... WHERE id = ? AND state = ? AND
+lease_owner = ?``) so two workers can never both own a job, on either database, and every
+change appends a row to ``job_events``: the audit trail of what happened to each exam.
+Stored identifiers are DICOM UIDs and Orthanc ids only, never names or patient ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from node.errors import InvalidTransition, MammoNodeError
+from node.jobs.states import LEASABLE, WORKING, JobState, check_transition
+
+metadata = sa.MetaData()
+
+jobs_table = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(128), nullable=False, unique=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False, index=True),
+    sa.Column("model_ref", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("result", sa.JSON),
+)
+
+job_events_table = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("from_state", sa.String(16)),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("worker", sa.String(64)),
+    sa.Column("reason", sa.Text),
+)
+
+routing_table = sa.Table(
+    "routing_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False, index=True),
+    sa.Column("series_instance_uid", sa.String(64), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("instances", sa.Integer, nullable=False),
+    sa.UniqueConstraint("series_instance_uid", "decision", "reason", name="uq_routing"),
+)
+
+node_state_table = sa.Table(
+    "node_state",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+class LeaseLost(MammoNodeError):
+    """Another worker took the job over (our lease expired): stop working on it."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    idempotency_key: str
+    study_instance_uid: str
+    model_ref: str
+    state: JobState
+    attempts: int
+    max_attempts: int
+    next_attempt_at: float
+    lease_owner: str | None
+    lease_expires_at: float | None
+    created_at: float
+    updated_at: float
+    last_error: str | None
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | sa.RowMapping) -> Job:
+        values = dict(row)
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    at: float
+    from_state: str | None
+    to_state: str
+    worker: str | None
+    reason: str | None
+
+
+TransitionListener = Callable[[Job, JobState | None, JobState, str | None], None]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine with the pragmas the store relies on (WAL lets readers run beside a writer)."""
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class JobStore:
+    """All reads and writes of jobs; listeners hear of every transition (notifications only)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._listeners: list[TransitionListener] = []
+        metadata.create_all(engine)
+
+    def subscribe(self, listener: TransitionListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, job: Job, old: JobState | None, new: JobState, reason: str | None) -> None:
+        import logging
+
+        for listener in self._listeners:
+            try:
+                listener(job, old, new, reason)
+            except Exception:
+                logging.getLogger(__name__).exception("transition listener failed")
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def _event(
+        self,
+        connection: Connection,
+        job_id: int,
+        old: JobState | None,
+        new: JobState,
+        worker: str | None,
+        reason: str | None,
+    ) -> None:
+        connection.execute(
+            job_events_table.insert().values(
+                job_id=job_id,
+                at=self.clock(),
+                from_state=old.value if old else None,
+                to_state=new.value,
+                worker=worker,
+                reason=reason,
+            )
+        )
+
+    # -- creation -------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        *,
+        idempotency_key: str,
+        study_instance_uid: str,
+        model_ref: str,
+        payload: dict[str, Any],
+        max_attempts: int,
+    ) -> tuple[Job, bool]:
+        """Insert a queued job, or return the existing one with the same key (created=False)."""
+        existing = self.find_by_key(idempotency_key)
+        if existing is not None:
+            return existing, False
+        now = self.clock()
+        try:
+            with self._tx() as connection:
+                inserted = connection.execute(
+                    jobs_table.insert().values(
+                        idempotency_key=idempotency_key,
+                        study_instance_uid=study_instance_uid,
+                        model_ref=model_ref,
+                        state=JobState.RECEIVED.value,
+                        attempts=0,
+                        max_attempts=max_attempts,
+                        next_attempt_at=now,
+                        created_at=now,
+                        updated_at=now,
+                        payload=payload,
+                    )
+                ).inserted_primary_key
+                assert inserted is not None
+                job_id = int(inserted[0])
+                self._event(connection, job_id, None, JobState.RECEIVED, None, "exam routed")
+                check_transition(JobState.RECEIVED, JobState.QUEUED)
+                connection.execute(
+                    jobs_table.update()
+                    .where(jobs_table.c.id == job_id)
+                    .values(state=JobState.QUEUED.value)
+                )
+                self._event(connection, job_id, JobState.RECEIVED, JobState.QUEUED, None, None)
+        except sa.exc.IntegrityError:
+            # A concurrent request inserted the same key first: that job is the one.
+            existing = self.find_by_key(idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        job = self.get(job_id)
+        self._notify(job, None, JobState.QUEUED, None)
+        return job, True
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise KeyError(f"no job {job_id}")
+        return Job.from_row(row)
+
+    def find_by_key(self, idempotency_key: str) -> Job | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(
+                    sa.select(jobs_table).where(jobs_table.c.idempotency_key == idempotency_key)
+                )
+                .mappings()
+                .first()
+            )
+        return Job.from_row(row) if row else None
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        study_instance_uid: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        query = sa.select(jobs_table).order_by(jobs_table.c.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(jobs_table.c.state == state.value)
+        if study_instance_uid is not None:
+            query = query.where(jobs_table.c.study_instance_uid == study_instance_uid)
+        with self.engine.connect() as connection:
+            return [Job.from_row(row) for row in connection.execute(query).mappings()]
+
+    def history(self, job_id: int) -> list[JobEvent]:
+        query = (
+            sa.select(job_events_table)
+            .where(job_events_table.c.job_id == job_id)
+            .order_by(job_events_table.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [
+                JobEvent(r["at"], r["from_state"], r["to_state"], r["worker"], r["reason"])
+                for r in connection.execute(query).mappings()
+            ]
+
+    def counts_by_state(self) -> dict[JobState, int]:
+        query = sa.select(jobs_table.c.state, sa.func.count()).group_by(jobs_table.c.state)
+        with self.engine.connect() as connection:
+            counts = {JobState(state): n for state, n in connection.execute(query)}
+        return {state: counts.get(state, 0) for state in JobState}
+
+    # -- leases and transitions -----------------------------------------------------------
+
+    def lease(self, worker: str, lease_seconds: float) -> Job | None:
+        """Take the oldest job that is due: queued, retry past its backoff, or abandoned.
+
+        An abandoned job (a working state whose lease expired: its worker died) is first
+        moved to ``retry`` with the reason recorded, then leased like any other.
+        """
+        now = self.clock()
+        candidates = sa.or_(
+            sa.and_(
+                jobs_table.c.state.in_([s.value for s in LEASABLE]),
+                jobs_table.c.next_attempt_at <= now,
+            ),
+            sa.and_(
+                jobs_table.c.state.in_([s.value for s in WORKING]),
+                jobs_table.c.lease_expires_at < now,
+            ),
+        )
+        with self.engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    sa.select(jobs_table).where(candidates).order_by(jobs_table.c.id).limit(5)
+                )
+                .mappings()
+                .all()
+            )
+        for row in rows:
+            candidate: Job | None = Job.from_row(row)
+            if candidate is not None and candidate.state in WORKING:
+                candidate = self._reclaim(candidate)
+            if candidate is None:
+                continue
+            job = candidate
+            leased = self._cas(
+                job,
+                JobState.FETCHING,
+                worker=worker,
+                reason=f"attempt {job.attempts + 1}",
+                values={
+                    "lease_owner": worker,
+                    "lease_expires_at": now + lease_seconds,
+                    "attempts": job.attempts + 1,
+                },
+                expect_owner=False,
+            )
+            if leased is not None:
+                return leased
+        return None
+
+    def _reclaim(self, job: Job) -> Job | None:
+        reason = f"lease of {job.lease_owner} expired in {job.state}"
+        reclaimed = self._cas(
+            job,
+            JobState.RETRY,
+            worker=None,
+            reason=reason,
+            values={"lease_owner": None, "lease_expires_at": None, "last_error": reason},
+            expect_owner=True,
+        )
+        return reclaimed
+
+    def advance(
+        self,
+        job: Job,
+        target: JobState,
+        *,
+        worker: str,
+        lease_seconds: float,
+        reason: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> Job:
+        """Move a leased job on; raise LeaseLost if the lease is no longer ours."""
+        values: dict[str, Any] = {"lease_expires_at": self.clock() + lease_seconds}
+        if result is not None:
+            values["result"] = result
+        if target is JobState.DONE:
+            values.update(lease_owner=None, lease_expires_at=None, last_error=None)
+        moved = self._cas(
+            job, target, worker=worker, reason=reason, values=values, expect_owner=True
+        )
+        if moved is None:
+            raise LeaseLost(f"job {job.id} is no longer leased by {worker}")
+        return moved
+
+    def give_up(
+        self, job: Job, *, worker: str, reason: str, retryable: bool, backoff: float
+    ) -> Job:
+        """Record a failed attempt: retry after ``backoff`` seconds, or fail for good."""
+        final = not retryable or job.attempts >= job.max_attempts
+        target = JobState.FAILED if final else JobState.RETRY
+        if final and retryable:
+            reason = f"{reason} (gave up after {job.attempts} attempts)"
+        values = {
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "last_error": reason,
+            "next_attempt_at": self.clock() + (0.0 if final else backoff),
+        }
+        moved = self._cas(
+            job, target, worker=worker, reason=reason, values=values, expect_owner=True
+        )
+        if moved is None:
+            raise LeaseLost(f"job {job.id} is no longer leased by {worker}")
+        return moved
+
+    def requeue(self, job_id: int, reason: str = "re-queued by an administrator") -> Job:
+        """Send a failed job round again (fresh attempts)."""
+        job = self.get(job_id)
+        moved = self._cas(
+            job,
+            JobState.QUEUED,
+            worker=None,
+            reason=reason,
+            values={"attempts": 0, "next_attempt_at": self.clock()},
+            expect_owner=False,
+        )
+        if moved is None:
+            raise InvalidTransition(f"job {job_id} changed while being re-queued")
+        return moved
+
+    def _cas(
+        self,
+        job: Job,
+        target: JobState,
+        *,
+        worker: str | None,
+        reason: str | None,
+        values: dict[str, Any],
+        expect_owner: bool,
+    ) -> Job | None:
+        check_transition(job.state, target)
+        condition = sa.and_(jobs_table.c.id == job.id, jobs_table.c.state == job.state.value)
+        if expect_owner:
+            owner = jobs_table.c.lease_owner
+            condition = sa.and_(
+                condition, owner.is_(None) if job.lease_owner is None else owner == job.lease_owner
+            )
+        with self._tx() as connection:
+            updated = connection.execute(
+                jobs_table.update()
+                .where(condition)
+                .values(state=target.value, updated_at=self.clock(), **values)
+            )
+            if updated.rowcount != 1:
+                return None
+            self._event(connection, job.id, job.state, target, worker, reason)
+        moved = self.get(job.id)
+        self._notify(moved, job.state, target, reason)
+        return moved
+
+    # -- routing record and node state ----------------------------------------------------
+
+    def record_routing(
+        self,
+        *,
+        study_instance_uid: str,
+        series_instance_uid: str,
+        decision: str,
+        reason: str,
+        instances: int,
+    ) -> bool:
+        """Record one routing outcome per series; False when it was already recorded."""
+        try:
+            with self._tx() as connection:
+                connection.execute(
+                    routing_table.insert().values(
+                        at=self.clock(),
+                        study_instance_uid=study_instance_uid,
+                        series_instance_uid=series_instance_uid,
+                        decision=decision,
+                        reason=reason,
+                        instances=instances,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def routing_decisions(self, study_instance_uid: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(routing_table).order_by(routing_table.c.id)
+        if study_instance_uid is not None:
+            query = query.where(routing_table.c.study_instance_uid == study_instance_uid)
+        with self.engine.connect() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def get_state(self, key: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(node_state_table.c.value).where(node_state_table.c.key == key)
+            ).scalar()
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._tx() as connection:
+            updated = connection.execute(
+                node_state_table.update().where(node_state_table.c.key == key).values(value=value)
+            )
+            if updated.rowcount == 0:
+                connection.execute(node_state_table.insert().values(key=key, value=value))
