@@ -1,0 +1,1 @@
+"""Inference: reading pixels as a radiologist sees them, the model registry and the runner."""
