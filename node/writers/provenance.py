@@ -1,0 +1,89 @@
+"""Who made a result, as IHE AI Results (AIR) asks, and the UIDs that make results idempotent.
+
+Every object the node writes names the node as its equipment (so the node can recognise and
+skip its own outputs) and the model version in Contributing Equipment and in Algorithm
+Identification, so a reader can tell which algorithm produced what.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import highdicom as hd
+from pydicom.sr.coding import Code
+
+from node import __version__
+from node.domain import ExamResult, ModelSpec
+from node.uids import derive_uid, is_valid_uid
+
+__all__ = [
+    "NODE_DEVICE_SERIAL_NUMBER",
+    "NODE_MANUFACTURER",
+    "NODE_MODEL_NAME",
+    "NODE_SOFTWARE_VERSION",
+    "NOT_FOR_CLINICAL_USE",
+    "PROCESSING_EQUIPMENT",
+    "algorithm_identification",
+    "contributing_equipment",
+    "output_uid",
+    "sr_algorithm_identification",
+]
+
+# The node filters its own outputs by this General Equipment Manufacturer (0008,0070).
+NODE_MANUFACTURER: Final = "mammo-node"
+NODE_MODEL_NAME: Final = "mammo-node"
+NODE_SOFTWARE_VERSION: Final = __version__
+NODE_DEVICE_SERIAL_NUMBER: Final = "mammo-node"  # Type 1 in Enhanced General Equipment
+NOT_FOR_CLINICAL_USE: Final = "not for clinical use"
+
+# CID 7005 Contributing Equipment Purpose of Reference: the model processed the images.
+PROCESSING_EQUIPMENT: Final = Code("109102", "DCM", "Processing Equipment")
+
+
+def _check_model(model: ModelSpec) -> None:
+    if not model.name or not model.version or not model.manufacturer:
+        raise ValueError(
+            "the model needs a name, version and manufacturer: Contributing Equipment "
+            "Manufacturer is Type 1 and AIR asks for the algorithm's name and version"
+        )
+    if not is_valid_uid(model.device_uid):
+        raise ValueError(f"model device_uid {model.device_uid!r} is not a valid UID (PS3.5 9.1)")
+
+
+def output_uid(exam: ExamResult, kind: str, source_sop_instance_uid: str | None = None) -> str:
+    """UID of one output: the same exam, model version and output kind always give the same."""
+    parts = [exam.StudyInstanceUID, exam.model.model_id, exam.model.version, kind]
+    if source_sop_instance_uid is not None:
+        parts.append(source_sop_instance_uid)
+    return derive_uid(*parts)
+
+
+def contributing_equipment(model: ModelSpec) -> hd.ContributingEquipment:
+    """Contributing Equipment Sequence item for the model version (PS3.3 C.12.1, IHE AIR)."""
+    _check_model(model)
+    item = hd.ContributingEquipment(
+        manufacturer=model.manufacturer,
+        purpose_of_reference=PROCESSING_EQUIPMENT,
+        manufacturer_model_name=model.name,
+        software_versions=model.version,
+        contribution_description=f"{model.intended_use} ({NOT_FOR_CLINICAL_USE})"[:64],
+    )
+    item.DeviceUID = model.device_uid  # AIR: one device UID per model version
+    return item
+
+
+def algorithm_identification(model: ModelSpec) -> hd.AlgorithmIdentificationSequence:
+    """Segment Algorithm Identification (PS3.3 C.8.20.2, 10.16) for SEG segments."""
+    _check_model(model)
+    return hd.AlgorithmIdentificationSequence(
+        name=model.name,
+        family=Code("123110", "DCM", "Artificial Intelligence"),  # CID 7162
+        version=model.version,
+        source=model.manufacturer,
+    )
+
+
+def sr_algorithm_identification(model: ModelSpec) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 Algorithm Identification for SR measurement groups."""
+    _check_model(model)
+    return hd.sr.AlgorithmIdentification(name=model.name, version=model.version)

@@ -1,0 +1,198 @@
+"""BINARY Segmentations of the lesions a model found, one SEG object per source image.
+
+Why one object per image: highdicom (and PS3.3 A.51 for frames without a Frame of
+Reference) ties a SEG to source frames of one series, one size and one Frame of Reference,
+and an MG image has no patient coordinate system, so highdicom accepts exactly one source
+frame then. All SEG objects of one exam share one series.
+
+Mask choice: segment *i* is the heatmap at or above the model's ``finding_threshold``
+inside the disc of finding *i* (its centre and radius); where the heatmap there is below the
+threshold (a finding taken from a coarse heatmap peak), the whole disc. Thresholding alone
+would merge neighbouring findings into one blob and lose the link between a segment and
+the finding the SR describes; the disc alone would ignore the lesion's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import highdicom as hd
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from node.domain import ExamResult, Finding, ImageResult
+from node.uids import derive_uid
+from node.writers.provenance import (
+    NODE_DEVICE_SERIAL_NUMBER,
+    NODE_MANUFACTURER,
+    NODE_MODEL_NAME,
+    NODE_SOFTWARE_VERSION,
+    algorithm_identification,
+    contributing_equipment,
+    output_uid,
+)
+
+__all__ = [
+    "FINDING_TYPES",
+    "SEG_SERIES_DESCRIPTION",
+    "SEG_SERIES_NUMBER",
+    "build_segmentations",
+    "finding_mask",
+    "finding_tracking",
+    "pair_sources",
+]
+
+SEG_SERIES_NUMBER: Final = 9101
+SEG_SERIES_DESCRIPTION: Final = "AI lesion masks (not for clinical use)"
+
+# CID 6014 Mammography Single Image Finding (SNOMED CT) for the kinds the model reports.
+FINDING_TYPES: Final[dict[str, Code]] = {
+    "mass": codes.SCT.Mass,  # 4147007
+    "calcification": codes.SCT.CalcificationCluster,  # 129769006
+}
+_LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244 Laterality
+
+
+def pair_sources(sources: Sequence[Dataset], exam: ExamResult) -> list[tuple[Dataset, ImageResult]]:
+    """Each image result with its source dataset, in the exam's order; checks they match."""
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    if len(by_uid) != len(sources):
+        raise ValueError("sources hold the same SOPInstanceUID twice")
+    pairs: list[tuple[Dataset, ImageResult]] = []
+    for image in exam.images:
+        ds = by_uid.get(image.source.SOPInstanceUID)
+        if ds is None:
+            raise ValueError(f"no source dataset for SOPInstanceUID {image.source.SOPInstanceUID}")
+        if ds.StudyInstanceUID != exam.StudyInstanceUID:
+            raise ValueError(
+                f"source {image.source.SOPInstanceUID} belongs to study {ds.StudyInstanceUID}, "
+                f"not {exam.StudyInstanceUID}: results must stay in their study (PS3.3 C.7.2.1)"
+            )
+        if image.source.ImageLaterality not in ("L", "R"):
+            raise ValueError(
+                f"source {image.source.SOPInstanceUID} has no Image Laterality L or R: "
+                "a breast-level result needs it (PS3.3 C.8.11.7)"
+            )
+        pairs.append((ds, image))
+    if not pairs:
+        raise ValueError("the exam has no images to write results for")
+    return pairs
+
+
+def finding_tracking(exam: ExamResult, image: ImageResult, index: int) -> tuple[str, str]:
+    """(Tracking ID, Tracking UID) of a finding, shared by its SEG segment and SR group."""
+    source = image.source
+    identifier = f"{source.ImageLaterality} {source.ViewPosition} finding {index + 1}".strip()
+    uid = derive_uid(output_uid(exam, "finding", source.SOPInstanceUID), str(index))
+    return identifier, uid
+
+
+def finding_mask(
+    heatmap: npt.NDArray[np.float32], finding: Finding, threshold: float
+) -> npt.NDArray[np.bool_]:
+    """The pixels of one finding (see the module docstring for why this shape)."""
+    rows, columns = heatmap.shape
+    if not (0 <= finding.column < columns and 0 <= finding.row < rows):
+        raise ValueError(f"finding at ({finding.column}, {finding.row}) lies outside the image")
+    if finding.radius <= 0:
+        raise ValueError(f"finding radius must be > 0 pixels, got {finding.radius}")
+    # SCOORD pixel coordinates put pixel centres at +0.5 (PS3.3 C.18.6.1.1).
+    row_index, column_index = np.ogrid[:rows, :columns]
+    disc = (column_index + 0.5 - finding.column) ** 2 + (
+        row_index + 0.5 - finding.row
+    ) ** 2 <= finding.radius**2
+    disc[int(finding.row), int(finding.column)] = True
+    mask = disc & (heatmap >= threshold)
+    return mask if mask.any() else disc
+
+
+def _segment(
+    number: int,
+    label: str,
+    prop_type: Code,
+    exam: ExamResult,
+    laterality: str,
+    tracking: tuple[str, str],
+) -> hd.seg.SegmentDescription:
+    description = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=label[:64],
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=prop_type,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm_identification(exam.model),
+        tracking_id=tracking[0],
+        tracking_uid=tracking[1],
+        anatomic_regions=[codes.SCT.Breast],
+    )
+    # Which breast: Anatomic Region Modifier Sequence (PS3.3 10.5, CID 244 Laterality).
+    region = description.AnatomicRegionSequence[0]
+    region.AnatomicRegionModifierSequence = [hd.sr.CodedConcept.from_code(_LATERALITY[laterality])]
+    return description
+
+
+def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number: int) -> Dataset:
+    prediction = image.prediction
+    shape = (int(source.Rows), int(source.Columns))
+    if prediction.heatmap.shape != shape:
+        raise ValueError(
+            f"heatmap of {image.source.SOPInstanceUID} is {prediction.heatmap.shape}, the "
+            f"image is {shape}: a SEG frame must match its source pixel matrix (PS3.3 C.8.20.2)"
+        )
+    laterality = image.source.ImageLaterality
+    masks: list[npt.NDArray[np.bool_]] = []
+    segments: list[hd.seg.SegmentDescription] = []
+    for index, finding in enumerate(prediction.findings):
+        tracking = finding_tracking(exam, image, index)
+        masks.append(finding_mask(prediction.heatmap, finding, exam.model.finding_threshold))
+        prop_type = FINDING_TYPES[finding.kind]
+        segments.append(_segment(index + 1, tracking[0], prop_type, exam, laterality, tracking))
+    if not segments:
+        # An image without findings still gets a SEG: an empty segment says "looked, found none".
+        tracking = (
+            f"{laterality} {image.source.ViewPosition} no finding".strip(),
+            output_uid(exam, "no finding", image.source.SOPInstanceUID),
+        )
+        masks.append(np.zeros(shape, dtype=bool))
+        segments.append(_segment(1, "No finding", codes.SCT.Lesion, exam, laterality, tracking))
+    pixel_array = np.stack(masks, axis=-1)[np.newaxis]  # (frames, rows, columns, segments)
+
+    seg = hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=pixel_array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segments,
+        series_instance_uid=output_uid(exam, "SEG series"),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=output_uid(exam, "SEG", image.source.SOPInstanceUID),
+        instance_number=number,
+        manufacturer=NODE_MANUFACTURER,
+        manufacturer_model_name=NODE_MODEL_NAME,
+        software_versions=NODE_SOFTWARE_VERSION,
+        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
+        content_label="LESIONS",
+        content_description=f"{exam.model.name} {exam.model.version} lesion masks"[:64],
+        series_description=SEG_SERIES_DESCRIPTION,
+        omit_empty_frames=False,
+        contributing_equipment=[contributing_equipment(exam.model)],
+    )
+    # Known traps (DESIGN.md): highdicom omits Patient Orientation on projection images,
+    # a Type 2C error (PS3.3 C.7.6.1.1.1), and OHIF loads a SEG over a projection image only
+    # with a Plane Orientation functional group (PS3.3 C.7.6.16.2.4).
+    seg.PatientOrientation = source.get("PatientOrientation", "")
+    plane = Dataset()
+    plane.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [plane]
+    return seg
+
+
+def build_segmentations(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
+    """One BINARY SEG per source image of ``exam``, all in one deterministic series."""
+    return [
+        _segmentation(exam, source, image, number)
+        for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)
+    ]

@@ -1,0 +1,214 @@
+"""TID 1500 Imaging Measurement Report of one exam, in a Comprehensive SR.
+
+Comprehensive SR (not Comprehensive 3D): every coordinate is a 2-D SCOORD on a projection
+image, so nothing needs SCOORD3D, and OHIF reads both. Content (PS3.16 TID 1500):
+
+- one TID 1410 planar ROI group per finding: a CIRCLE SCOORD on the source image, the finding
+  type, the breast as finding site, "Probability of cancer" and the finding's tracking
+  identifiers (the same as its SEG segment's), plus an IMAGE item naming the SEG segment by
+  segment number only (DESIGN.md trap: frame and segment number together fail dciodvfy);
+- one TID 1501 group per breast and one for the exam, with "Probability of cancer", the
+  operating point, and the recall suggestion as "Recommended Follow-up";
+- a TEXT comment saying the report is not for clinical use.
+
+Probabilities are written in percent (UCUM "%"): OHIF prints a UCUM "1" literally, and the
+Mammography CAD templates express certainty in percent too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from node.domain import ExamResult, ImageResult, Laterality
+from node.writers.provenance import (
+    NODE_MANUFACTURER,
+    NOT_FOR_CLINICAL_USE,
+    contributing_equipment,
+    output_uid,
+    sr_algorithm_identification,
+)
+from node.writers.seg import FINDING_TYPES, finding_tracking, pair_sources
+
+__all__ = [
+    "PERCENT",
+    "PROBABILITY_OF_CANCER",
+    "SR_SERIES_DESCRIPTION",
+    "SR_SERIES_NUMBER",
+    "build_measurement_report",
+]
+
+SR_SERIES_NUMBER: Final = 9102
+SR_SERIES_DESCRIPTION: Final = "AI measurement report (not for clinical use)"
+
+PROBABILITY_OF_CANCER: Final = codes.DCM.ProbabilityOfCancer  # (111047, DCM), CID 6048
+PERCENT: Final = codes.UCUM.Percent  # ("%", UCUM), CID 7181
+CAD_OPERATING_POINT: Final = codes.DCM.CADOperatingPoint  # (111071, DCM)
+RECOMMENDED_FOLLOW_UP: Final = codes.DCM.RecommendedFollowUp  # (111053, DCM)
+RECALL: Final = codes.DCM.RecallForImagingFindings  # (111591, DCM), CID 6051
+NO_RECALL: Final = codes.DCM.NormalIntervalFollowUp  # (111140, DCM), CID 6028
+_LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244
+_BREAST_NAME: Final = {"R": "Right breast", "L": "Left breast"}
+
+
+def _percent(score: float, what: str) -> float:
+    if not 0.0 <= score <= 1.0 or np.isnan(score):
+        raise ValueError(f"{what} must be a probability in [0, 1], got {score}")
+    return round(score * 100.0, 6)
+
+
+def _probability(score: float, what: str) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=PROBABILITY_OF_CANCER, value=_percent(score, what), unit=PERCENT)
+
+
+def _finding_groups(
+    exam: ExamResult, source: Dataset, image: ImageResult, segmentation: Dataset
+) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
+    groups = []
+    site = hd.sr.FindingSite(codes.SCT.Breast, laterality=_LATERALITY[image.source.ImageLaterality])
+    for index, finding in enumerate(image.prediction.findings):
+        identifier, uid = finding_tracking(exam, image, index)
+        region = hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.CIRCLE,  # centre, then a point on the circle
+            graphic_data=np.array(
+                [[finding.column, finding.row], [finding.column + finding.radius, finding.row]]
+            ),
+            source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+        )
+        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
+            referenced_region=region,
+            finding_type=FINDING_TYPES[finding.kind],
+            finding_category=codes.SCT.MorphologicallyAbnormalStructure,
+            algorithm_id=sr_algorithm_identification(exam.model),
+            finding_sites=[site],
+            measurements=[_probability(finding.score, f"score of {identifier}")],
+        )
+        group[0].ContentSequence.append(_segment_reference(segmentation, index + 1))
+        groups.append(group)
+    return groups
+
+
+def _segment_reference(segmentation: Dataset, segment_number: int) -> hd.sr.ImageContentItem:
+    """IMAGE item naming one SEG segment without a frame number (DESIGN.md known trap)."""
+    item = hd.sr.ImageContentItem(
+        name=codes.DCM.ReferencedSegment,  # (121191, DCM)
+        referenced_sop_class_uid=segmentation.SOPClassUID,
+        referenced_sop_instance_uid=segmentation.SOPInstanceUID,
+        referenced_segment_numbers=segment_number,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    return item
+
+
+def _score_group(
+    exam: ExamResult,
+    label: str,
+    score: float,
+    sources: Sequence[Dataset],
+    laterality: str | None,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    measurements = [_probability(score, f"{label} score")]
+    evaluations = None
+    if laterality is None:
+        measurements.append(
+            hd.sr.Measurement(
+                name=CAD_OPERATING_POINT,
+                value=_percent(exam.model.operating_point, "operating point"),
+                unit=PERCENT,
+            )
+        )
+        evaluations = [
+            hd.sr.QualitativeEvaluation(RECOMMENDED_FOLLOW_UP, RECALL if exam.recall else NO_RECALL)
+        ]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=output_uid(exam, f"SR group {label}"), identifier=label
+        ),
+        finding_sites=[
+            hd.sr.FindingSite(
+                codes.SCT.Breast,
+                laterality=_LATERALITY[laterality] if laterality else None,
+            )
+        ],
+        algorithm_id=sr_algorithm_identification(exam.model),
+        measurements=measurements,
+        qualitative_evaluations=evaluations,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
+    )
+
+
+def build_measurement_report(
+    sources: Sequence[Dataset], exam: ExamResult, segmentations: Sequence[Dataset]
+) -> Dataset:
+    """The TID 1500 report of ``exam``; ``segmentations`` are :func:`build_segmentations`'s."""
+    pairs = pair_sources(sources, exam)
+    seg_by_source = {
+        str(ref.ReferencedSOPInstanceUID): seg
+        for seg in segmentations
+        for ref in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+    }
+    groups: list[
+        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+        | hd.sr.MeasurementsAndQualitativeEvaluations
+    ] = []
+    for source, image in pairs:
+        seg = seg_by_source.get(image.source.SOPInstanceUID)
+        if seg is None:
+            raise ValueError(f"no SEG references source {image.source.SOPInstanceUID}")
+        groups.extend(_finding_groups(exam, source, image, seg))
+    lateralities: tuple[Laterality, ...] = ("R", "L")
+    for laterality in lateralities:
+        score = exam.breast_score(laterality)
+        if score is not None:
+            breast_sources = [s for s, i in pairs if i.source.ImageLaterality == laterality]
+            groups.append(
+                _score_group(exam, _BREAST_NAME[laterality], score, breast_sources, laterality)
+            )
+    groups.append(_score_group(exam, "Exam", exam.score, [s for s, _ in pairs], None))
+
+    model = exam.model
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=model.device_uid,
+            name=model.name,
+            manufacturer_name=model.manufacturer,
+            model_name=f"{model.model_id} {model.version}",
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=Code("71651007", "SCT", "Mammography"),  # CID 100-style procedure
+        imaging_measurements=groups,
+        title=codes.DCM.ImagingMeasurementReport,  # what OHIF looks for (DESIGN.md)
+        referenced_images=[s for s, _ in pairs],
+    )
+    report[0].ContentSequence.append(
+        hd.sr.TextContentItem(
+            name=codes.DCM.Comment,  # (121106, DCM)
+            value=(
+                f"Generated by {model.name} {model.version} on mammo-node: "
+                f"{NOT_FOR_CLINICAL_USE.upper()}. {model.intended_use}"
+            ),
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    )
+    return hd.sr.ComprehensiveSR(
+        evidence=[s for s, _ in pairs] + list(segmentations),
+        content=report[0],
+        series_instance_uid=output_uid(exam, "SR series"),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=output_uid(exam, "SR"),
+        instance_number=1,
+        manufacturer=NODE_MANUFACTURER,
+        is_complete=True,
+        series_description=SR_SERIES_DESCRIPTION,
+        contributing_equipment=[contributing_equipment(model)],
+    )
