@@ -1,0 +1,9 @@
+"""``python -m node.variants compare ...`` until the main CLI wires the command in."""
+
+from __future__ import annotations
+
+import sys
+
+from node.variants.cli import main
+
+sys.exit(main())
