@@ -1,0 +1,150 @@
+"""Composition root: builds the node from Settings and wires every part together.
+
+The only module (with the CLI) that knows every layer; the layers themselves know only
+the ones below them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from node.config import Destination, Settings
+from node.errors import MammoNodeError
+from node.events import EventBus, JobTransitioned
+from node.inference.registry import load_model
+from node.ingest.intake import ExamIntake
+from node.ingest.reconcile import Reconciler
+from node.jobs.pipeline import ExamPipeline
+from node.jobs.states import JobState
+from node.jobs.store import Job, JobStore, create_engine
+from node.jobs.worker import Worker
+from node.net.dicomweb import DicomWebClient
+from node.net.orthanc_rest import OrthancRest
+from node.observability.metrics import NodeMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """The running service: job store, intake, reconciler and workers around one model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api_token = settings.api_token
+        self.admin_credentials = (settings.http_user, settings.http_password)
+        self.bus = EventBus()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(create_engine(settings.effective_database_url))
+        self.store.subscribe(self._transitioned)
+        self.metrics = NodeMetrics(self.store.counts_by_state)
+        self.metrics.subscribe(self.bus)
+        self.registry: CollectorRegistry = self.metrics.registry
+
+        self.model = load_model(settings.models_dir, settings.model)
+        spec = self.model.spec
+        self.metrics.set_model(spec.model_id, spec.version)
+
+        self.orthanc = OrthancRest(
+            settings.orthanc_base_url, settings.http_user, settings.http_password
+        )
+        self.intake = ExamIntake(
+            self.orthanc,
+            self.store,
+            self.bus,
+            settings.routing,
+            model_ref=f"{spec.model_id}/{spec.version}",
+            max_attempts=settings.max_attempts,
+        )
+        self.reconciler = Reconciler(self.orthanc, self.store, self.intake)
+        source = DicomWebClient(
+            Destination(
+                name="orthanc",
+                url=f"{settings.orthanc_base_url}/dicom-web",
+                username=settings.http_user,
+                password=settings.http_password,
+            )
+        )
+        destinations = [DicomWebClient(d) for d in settings.effective_destinations]
+        self.pipeline = ExamPipeline(self.model, source, destinations)
+        self.workers = [
+            Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
+        ]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _transitioned(
+        self, job: Job, old: JobState | None, new: JobState, reason: str | None
+    ) -> None:
+        self.bus.emit(
+            JobTransitioned(
+                job.id,
+                old.value if old else None,
+                new.value,
+                reason,
+                job.created_at,
+                job.updated_at,
+            )
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for index, worker in enumerate(self.workers):
+            self._spawn(f"worker-{index}", worker.run, self._stop)
+        self._spawn("reconciler", self._reconcile_loop)
+        log.info(
+            "node started",
+            extra={
+                "model": f"{self.model.spec.model_id}/{self.model.spec.version}",
+                "workers": len(self.workers),
+            },
+        )
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                handled = self.reconciler.run_once()
+                if handled:
+                    log.info("reconciled stable studies from /changes", extra={"studies": handled})
+            except MammoNodeError as error:
+                log.warning("reconciliation failed; will try again: %s", error)
+            self._stop.wait(self.settings.reconcile_seconds)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loops; a job cut short keeps its lease and is taken up after restart."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout / max(1, len(self._threads)))
+        log.info("node stopped")
+
+    # -- services for the API -------------------------------------------------------------
+
+    def stable_study(self, orthanc_study_id: str) -> None:
+        try:
+            self.intake.stable_study(orthanc_study_id)
+        except KeyError:
+            log.info("study gone before intake", extra={"orthanc_study": orthanc_study_id})
+        except MammoNodeError as error:
+            # The reconciler finds the study again in /changes.
+            log.warning("intake failed; reconciliation will retry: %s", error)
+
+    def health(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {"model": f"{self.model.spec.model_id}/{self.model.spec.version}"}
+        try:
+            self.orthanc.ping()
+            checks["orthanc"] = "ok"
+        except MammoNodeError as error:
+            checks["orthanc"] = str(error)
+        alive = all(t.is_alive() for t in self._threads) and bool(self._threads)
+        checks["threads"] = "ok" if alive else "not running"
+        checks["ok"] = checks["orthanc"] == "ok" and alive
+        return checks

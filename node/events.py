@@ -1,0 +1,64 @@
+"""Notification events: the core emits them, observers (metrics, audit logs) subscribe.
+
+A handler's error is logged and swallowed: a notification can never fail a job
+(pynetdicom's notification hooks work the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobTransitioned:
+    job_id: int
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    created_at: float
+    at: float
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    job_id: int
+    stage: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job_id: int
+    category: str  # an exception class name: never free text with identifiers
+    final: bool
+
+
+@dataclass(frozen=True)
+class SeriesRouted:
+    decision: str  # "routed" or "ignored"
+    reason_code: str  # a short fixed code, safe as a metric label
+    instances: int
+
+
+Handler = Callable[[Any], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._handlers: dict[type, list[Handler]] = defaultdict(list)
+
+    def subscribe(self, event_type: type, handler: Handler) -> None:
+        self._handlers[event_type].append(handler)
+
+    def emit(self, event: object) -> None:
+        for handler in self._handlers.get(type(event), ()):
+            try:
+                handler(event)
+            except Exception:
+                log.exception("event handler failed", extra={"event": type(event).__name__})

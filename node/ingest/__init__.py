@@ -1,0 +1,1 @@
+"""Ingest: routing rules, exam intake from Orthanc events, /changes reconciliation, HTTP API."""

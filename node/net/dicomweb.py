@@ -1,0 +1,124 @@
+"""A small DICOMweb client: WADO-RS instance retrieval, STOW-RS store, QIDO-RS echo.
+
+HTTP and connection errors become PeerUnavailable (retryable) for 5xx / network faults and
+InvalidInput (final) for answers that say the request itself is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from node.config import Destination
+from node.errors import FinalError, InvalidInput, PeerUnavailable
+from node.net.multipart import boundary_of, build_related, split_parts
+
+_DICOM_MULTIPART = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    stored: tuple[str, ...]  # SOPInstanceUIDs the peer accepted
+    failed: tuple[tuple[str, int], ...]  # (SOPInstanceUID, FailureReason)
+
+
+def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+class DicomWebClient:
+    def __init__(self, destination: Destination, timeout: float = 60.0) -> None:
+        self.destination = destination
+        auth = None
+        if destination.username is not None:
+            auth = httpx.BasicAuth(destination.username, destination.password or "")
+        self._http = httpx.Client(base_url=destination.url.rstrip("/"), auth=auth, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DicomWebClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as error:
+            raise PeerUnavailable(
+                f"{self.destination.name}: {type(error).__name__}: {error}"
+            ) from error
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise PeerUnavailable(f"{self.destination.name}: HTTP {response.status_code} on {path}")
+        if response.status_code in (401, 403):
+            raise FinalError(
+                f"{self.destination.name}: HTTP {response.status_code} (check credentials)"
+            )
+        return response
+
+    def retrieve_instance(
+        self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
+    ) -> pydicom.Dataset:
+        """WADO-RS RetrieveInstance (PS3.18 10.4), in the stored transfer syntax."""
+        path = f"/studies/{study_instance_uid}/series/{series_instance_uid}/instances/{sop_instance_uid}"
+        response = self._request("GET", path, headers={"Accept": _DICOM_MULTIPART})
+        if response.status_code == 404:
+            raise InvalidInput(
+                f"instance {sop_instance_uid} is no longer in {self.destination.name}"
+            )
+        if response.status_code != 200:
+            raise InvalidInput(f"{self.destination.name}: HTTP {response.status_code} on WADO-RS")
+        parts = split_parts(response.content, boundary_of(response.headers.get("content-type", "")))
+        if len(parts) != 1:
+            raise InvalidInput(f"WADO-RS returned {len(parts)} parts for one instance")
+        try:
+            return pydicom.dcmread(io.BytesIO(parts[0]))
+        except (InvalidDicomError, EOFError, ValueError) as error:
+            raise InvalidInput(
+                f"instance {sop_instance_uid} is not readable DICOM: {error}"
+            ) from error
+
+    def store(self, datasets: Sequence[pydicom.Dataset]) -> StoreOutcome:
+        """STOW-RS (PS3.18 10.5); instances the peer already holds count as stored."""
+        body, content_type = build_related(dataset_bytes(ds) for ds in datasets)
+        response = self._request(
+            "POST",
+            "/studies",
+            content=body,
+            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        )
+        if response.status_code not in (200, 202, 409):
+            raise FinalError(
+                f"{self.destination.name}: STOW-RS answered HTTP {response.status_code}"
+            )
+        try:
+            answer = response.json() if response.content else {}
+        except ValueError:
+            answer = {}
+        failed = []
+        for item in answer.get("00081198", {}).get("Value", []):  # FailedSOPSequence
+            uid = item.get("00081155", {}).get("Value", [""])[0]
+            reason = int(item.get("00081197", {}).get("Value", [0])[0])
+            failed.append((uid, reason))
+        failed_uids = {uid for uid, _ in failed}
+        stored = tuple(ds.SOPInstanceUID for ds in datasets if ds.SOPInstanceUID not in failed_uids)
+        return StoreOutcome(stored=stored, failed=tuple(failed))
+
+    def echo(self) -> None:
+        """QIDO-RS query for one study: proves the address, auth and DICOMweb service."""
+        response = self._request(
+            "GET", "/studies", params={"limit": "1"}, headers={"Accept": "application/dicom+json"}
+        )
+        if response.status_code not in (200, 204):
+            raise FinalError(
+                f"{self.destination.name}: QIDO-RS answered HTTP {response.status_code}"
+            )

@@ -1,0 +1,101 @@
+"""Orthanc's own REST API: what the node needs to route studies and reconcile /changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from node.errors import FinalError, PeerUnavailable
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    change_type: str
+    resource_type: str
+    resource_id: str
+
+
+@dataclass(frozen=True)
+class InstanceTags:
+    """The header fields routing needs, from one instance."""
+
+    orthanc_id: str
+    SOPInstanceUID: str
+    SOPClassUID: str
+    SeriesInstanceUID: str
+    StudyInstanceUID: str
+    Modality: str
+    PresentationIntentType: str
+    Manufacturer: str
+
+
+class OrthancRest:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), auth=(username, password), timeout=timeout
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, **params: str | int) -> Any:
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as error:
+            raise PeerUnavailable(f"Orthanc: {type(error).__name__}: {error}") from error
+        if response.status_code == 404:
+            raise KeyError(path)
+        if response.status_code >= 500:
+            raise PeerUnavailable(f"Orthanc: HTTP {response.status_code} on {path}")
+        if response.status_code != 200:
+            raise FinalError(f"Orthanc: HTTP {response.status_code} on {path}")
+        return response.json()
+
+    def ping(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/system")
+        return result
+
+    def changes(self, since: int, limit: int = 100) -> tuple[list[Change], int, bool]:
+        """One page of the change log: (changes, last seq, done)."""
+        answer = self._get("/changes", since=since, limit=limit)
+        changes = [
+            Change(c["Seq"], c["ChangeType"], c["ResourceType"], c["ID"]) for c in answer["Changes"]
+        ]
+        return changes, int(answer["Last"]), bool(answer["Done"])
+
+    def last_change(self) -> int:
+        return int(self._get("/changes", last="")["Last"])
+
+    def study_instances(self, study_id: str) -> list[str]:
+        return [i["ID"] for i in self._get(f"/studies/{study_id}/instances")]
+
+    def instance_tags(self, instance_id: str) -> InstanceTags:
+        tags = self._get(f"/instances/{instance_id}/simplified-tags")
+
+        def text(name: str) -> str:
+            value = tags.get(name, "")
+            return value.strip() if isinstance(value, str) else ""
+
+        return InstanceTags(
+            orthanc_id=instance_id,
+            SOPInstanceUID=text("SOPInstanceUID"),
+            SOPClassUID=text("SOPClassUID"),
+            SeriesInstanceUID=text("SeriesInstanceUID"),
+            StudyInstanceUID=text("StudyInstanceUID"),
+            Modality=text("Modality"),
+            PresentationIntentType=text("PresentationIntentType"),
+            Manufacturer=text("Manufacturer"),
+        )
+
+    def study_instance_count(self, study_instance_uid: str) -> int:
+        found = self._http.post(
+            "/tools/find",
+            json={
+                "Level": "Instance",
+                "Query": {"StudyInstanceUID": study_instance_uid},
+            },
+        )
+        return len(found.json())

@@ -1,0 +1,1 @@
+"""Metrics and logs. They subscribe to node.events; the core never imports them."""

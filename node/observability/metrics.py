@@ -1,0 +1,93 @@
+"""Prometheus metrics of the node. Labels hold states, stages and error classes only:
+never UIDs, names or anything else that could identify a patient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from node.events import EventBus, JobFailed, JobTransitioned, SeriesRouted, StageFinished
+from node.jobs.states import JobState
+
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+EXAM_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+
+
+class _JobStateCollector(Collector):
+    """Reads job counts from the store at scrape time, so every replica reports the truth."""
+
+    def __init__(self, counts: Callable[[], Mapping[JobState, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        counts = self._counts()
+        jobs = GaugeMetricFamily("mammo_node_jobs", "Jobs by state", labels=["state"])
+        for state, count in counts.items():
+            jobs.add_metric([state.value], count)
+        yield jobs
+        depth = counts.get(JobState.QUEUED, 0) + counts.get(JobState.RETRY, 0)
+        yield GaugeMetricFamily("mammo_node_queue_depth", "Jobs waiting for a worker", value=depth)
+
+
+class NodeMetrics:
+    def __init__(self, counts: Callable[[], Mapping[JobState, int]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_JobStateCollector(counts))
+        self.stage_seconds = Histogram(
+            "mammo_node_stage_duration_seconds",
+            "Duration of each job stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.exam_seconds = Histogram(
+            "mammo_node_exam_duration_seconds",
+            "From job creation to results published",
+            buckets=EXAM_BUCKETS,
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "mammo_node_job_transitions",
+            "Job state transitions",
+            ["to_state"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "mammo_node_job_failures",
+            "Failed job attempts by reason",
+            ["reason", "final"],
+            registry=self.registry,
+        )
+        self.routing = Counter(
+            "mammo_node_routing_decisions",
+            "Routing decisions per series",
+            ["decision", "reason"],
+            registry=self.registry,
+        )
+        self.model_info = Info("mammo_node_model", "The live model", registry=self.registry)
+
+    def set_model(self, model_id: str, version: str) -> None:
+        self.model_info.info({"model_id": model_id, "version": version})
+
+    def subscribe(self, bus: EventBus) -> None:
+        bus.subscribe(StageFinished, self._on_stage)
+        bus.subscribe(JobTransitioned, self._on_transition)
+        bus.subscribe(JobFailed, self._on_failure)
+        bus.subscribe(SeriesRouted, self._on_routed)
+
+    def _on_stage(self, event: StageFinished) -> None:
+        self.stage_seconds.labels(event.stage).observe(event.seconds)
+
+    def _on_transition(self, event: JobTransitioned) -> None:
+        self.transitions.labels(event.to_state).inc()
+        if event.to_state == JobState.DONE.value:
+            self.exam_seconds.observe(max(0.0, event.at - event.created_at))
+
+    def _on_failure(self, event: JobFailed) -> None:
+        self.failures.labels(event.category, "true" if event.final else "false").inc()
+
+    def _on_routed(self, event: SeriesRouted) -> None:
+        self.routing.labels(event.decision, event.reason_code).inc()

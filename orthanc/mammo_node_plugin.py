@@ -1,0 +1,90 @@
+"""mammo-node plugin for Orthanc's embedded Python (stdlib only; imports nothing of node/).
+
+Orthanc calls ``on_change`` for every change; the plugin only queues stable studies and
+returns at once, so DICOM reception is never blocked. A background thread drops studies
+that became stable because of the node's own outputs (the most recently updated series
+is an SR/SEG/... written by the node) and forwards the rest to the node over HTTP.
+Nothing is lost when the node is down: it reconciles from Orthanc's /changes log.
+"""
+
+import json
+import queue
+import threading
+import urllib.error
+import urllib.request
+
+import orthanc
+
+_SETTINGS = json.loads(orthanc.GetConfiguration()).get("MammoNode", {})
+NODE_URL = str(_SETTINGS.get("NodeUrl", "http://127.0.0.1:8000")).rstrip("/")
+TOKEN = str(_SETTINGS.get("Token", ""))
+OWN_MANUFACTURER = str(_SETTINGS.get("OwnManufacturer", "mammo-node"))
+TIMEOUT_SECONDS = float(_SETTINGS.get("TimeoutSeconds", 2.0))
+QUEUE_SIZE = 10000
+
+_STOP = object()
+_events = queue.Queue(maxsize=QUEUE_SIZE)
+
+
+def is_own_output(series):
+    """True for a series the node wrote (never analyse our own results: feedback loop)."""
+    tags = series.get("MainDicomTags", {})
+    return tags.get("Manufacturer", "") == OWN_MANUFACTURER
+
+
+def newest_series_is_own_output(study_id):
+    """True when the study's most recently updated series is one of the node's outputs."""
+    series = json.loads(orthanc.RestApiGet(f"/studies/{study_id}/series"))
+    if not series:
+        return False
+    newest = max(series, key=lambda s: s.get("LastUpdate", ""))
+    return is_own_output(newest)
+
+
+def forward(study_id):
+    """POST one stable study to the node; False when the node could not take it."""
+    body = json.dumps({"ChangeType": "StableStudy", "ResourceType": "Study", "ID": study_id})
+    request = urllib.request.Request(
+        NODE_URL + "/api/v1/orthanc/changes",
+        data=body.encode("utf-8"),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer " + TOKEN},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        orthanc.LogWarning(
+            f"mammo-node: node unreachable ({error}); it will reconcile from /changes"
+        )
+        return False
+
+
+def _forward_loop():
+    while True:
+        study_id = _events.get()
+        if study_id is _STOP:
+            return
+        try:
+            if newest_series_is_own_output(study_id):
+                continue
+        except (ValueError, KeyError, RuntimeError) as error:
+            # The study vanished or Orthanc answered oddly: let the node decide.
+            orthanc.LogWarning(f"mammo-node: cannot inspect study {study_id}: {error}")
+        forward(study_id)
+
+
+def on_change(change_type, level, resource_id):
+    if change_type == orthanc.ChangeType.STABLE_STUDY:
+        try:
+            _events.put_nowait(resource_id)
+        except queue.Full:
+            orthanc.LogWarning("mammo-node: event queue full; the node will reconcile")
+    elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
+        _events.put(_STOP)
+
+
+_worker = threading.Thread(target=_forward_loop, name="mammo-node-forwarder", daemon=True)
+_worker.start()
+orthanc.RegisterOnChangeCallback(on_change)
+orthanc.LogWarning(f"mammo-node plugin forwards stable studies to {NODE_URL}")

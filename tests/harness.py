@@ -1,0 +1,210 @@
+"""Real parts for end-to-end tests: an Orthanc with the plugin, and the node as a process.
+
+Everything listens on 127.0.0.1 on free ports; every wait is bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from node.config import Settings, load_settings
+from node.embedded import EmbeddedOrthanc
+
+T = TypeVar("T")
+
+needs_orthanc = pytest.mark.skipif(
+    shutil.which("Orthanc") is None, reason="Orthanc is not installed (make setup installs it)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.2
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "dicom_port": free_port(),
+        "http_port": free_port(),
+        "api_port": free_port(),
+        "stable_age": 1,
+        "lease_seconds": 4.0,
+        "backoff_seconds": 0.5,
+        "poll_seconds": 0.2,
+        "reconcile_seconds": 1.0,
+        "http_password": "test-password",
+        "api_token": "test-token",
+    }
+    values.update(overrides)
+    return load_settings(environ={}, overrides=values)
+
+
+def node_environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMO_NODE_")}
+    env.update(
+        {
+            "MAMMO_NODE_DATA_DIR": str(settings.data_dir),
+            "MAMMO_NODE_API_PORT": str(settings.api_port),
+            "MAMMO_NODE_HTTP_PORT": str(settings.http_port),
+            "MAMMO_NODE_DICOM_PORT": str(settings.dicom_port),
+            "MAMMO_NODE_HTTP_PASSWORD": settings.http_password,
+            "MAMMO_NODE_API_TOKEN": settings.api_token,
+            "MAMMO_NODE_LEASE_SECONDS": str(settings.lease_seconds),
+            "MAMMO_NODE_BACKOFF_SECONDS": str(settings.backoff_seconds),
+            "MAMMO_NODE_POLL_SECONDS": str(settings.poll_seconds),
+            "MAMMO_NODE_RECONCILE_SECONDS": str(settings.reconcile_seconds),
+            "MAMMO_NODE_STABLE_AGE": str(settings.stable_age),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@dataclass
+class NodeProcess:
+    """``mammo-node serve`` as a child process, so a test can kill it for real."""
+
+    settings: Settings
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.settings.api_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.data_dir / "node.log"
+
+    def start(self, timeout: float = 90.0) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "serve"],
+            env=node_environment(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+        def healthy() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"node exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                return httpx.get(self.api + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("the node to be healthy", healthy, timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = httpx.get(
+            self.api + path,
+            params=params,
+            timeout=10,
+            headers={"Authorization": f"Bearer {self.settings.api_token}"},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def jobs(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.get("/api/v1/jobs", StudyInstanceUID=study_instance_uid)
+        return result
+
+    def wait_final(self, study_instance_uid: str, timeout: float = 120.0) -> dict[str, Any]:
+        def final() -> dict[str, Any] | None:
+            for job in self.jobs(study_instance_uid):
+                if job["state"] in ("done", "failed"):
+                    return job
+            return None
+
+        return wait_for("the exam's job to finish", final, timeout, every=0.3)
+
+
+class OrthancClient:
+    """Orthanc's REST API as a test reads it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.http = httpx.Client(
+            base_url=settings.orthanc_base_url,
+            auth=(settings.http_user, settings.http_password),
+            timeout=30,
+        )
+
+    def study_instances(self, study_instance_uid: str) -> list[dict[str, Any]]:
+        found = self.http.post(
+            "/tools/find",
+            json={
+                "Level": "Instance",
+                "Query": {"StudyInstanceUID": study_instance_uid},
+                "Expand": True,
+            },
+        )
+        found.raise_for_status()
+        result: list[dict[str, Any]] = found.json()
+        return result
+
+    def instance_file(self, orthanc_id: str) -> bytes:
+        response = self.http.get(f"/instances/{orthanc_id}/file")
+        response.raise_for_status()
+        return response.content
+
+    def outputs(self, study_instance_uid: str) -> dict[str, list[dict[str, Any]]]:
+        """The node's result instances in the study, by Modality."""
+        by_modality: dict[str, list[dict[str, Any]]] = {}
+        for instance in self.study_instances(study_instance_uid):
+            series = self.http.get(f"/instances/{instance['ID']}/series").json()
+            if series["MainDicomTags"].get("Manufacturer") == "mammo-node":
+                by_modality.setdefault(series["MainDicomTags"]["Modality"], []).append(instance)
+        return by_modality
+
+    def has_stable_study(self) -> bool:
+        changes = self.http.get("/changes", params={"limit": 1000}).json()["Changes"]
+        return any(c["ChangeType"] == "StableStudy" for c in changes)
+
+
+def start_orthanc(settings: Settings) -> EmbeddedOrthanc:
+    orthanc = EmbeddedOrthanc(settings)
+    orthanc.start()
+    return orthanc
