@@ -13,8 +13,8 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from node.embedded import EmbeddedOrthanc
-from node.inference.registry import device_uid
 from node.errors import PeerUnavailable
+from node.inference.registry import device_uid
 from node.net.dimse import Peer, send
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (
