@@ -87,7 +87,7 @@ def _exam() -> tuple[list[Dataset], ExamResult]:
 @functools.cache
 def _outputs() -> tuple[Dataset, ...]:
     sources, exam = _exam()
-    return tuple(build_outputs(sources, exam))
+    return tuple(output.dataset for output in build_outputs(sources, exam))
 
 
 @functools.cache
@@ -119,12 +119,12 @@ def test_every_output_passes_dciodvfy(files: tuple[Path, ...]) -> None:
 
 def test_same_inputs_give_the_same_uids() -> None:
     sources, exam = _exam()
-    again = build_outputs(sources, exam)
+    again = [output.dataset for output in build_outputs(sources, exam)]
     for first, second in zip(_outputs(), again, strict=True):
         assert first.SOPInstanceUID == second.SOPInstanceUID
         assert first.SeriesInstanceUID == second.SeriesInstanceUID
     other = replace(exam, model=replace(MODEL, version="1.3.0"))
-    assert build_outputs(sources, other)[-1].SOPInstanceUID != again[-1].SOPInstanceUID
+    assert build_outputs(sources, other)[-1].dataset.SOPInstanceUID != again[-1].SOPInstanceUID
 
 
 def test_provenance_and_patient_study_copied() -> None:

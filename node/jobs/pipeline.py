@@ -18,7 +18,7 @@ from node.inference.pixels import presentation_pixels
 from node.inference.runner import LoadedModel
 from node.jobs.store import Job
 from node.net.dicomweb import DicomWebClient
-from node.writers.outputs import build_outputs
+from node.writers.outputs import Output, build_outputs
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class ExamWork:
     sources: list[pydicom.Dataset] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     exam: ExamResult | None = None
-    outputs: list[pydicom.Dataset] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
     published: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -54,11 +54,12 @@ class ExamWork:
             "skipped": self.skipped,
             "outputs": [
                 {
-                    "SOPInstanceUID": ds.SOPInstanceUID,
-                    "SOPClassUID": ds.SOPClassUID,
-                    "Modality": ds.Modality,
+                    "kind": output.kind,
+                    "SOPInstanceUID": output.dataset.SOPInstanceUID,
+                    "SOPClassUID": output.dataset.SOPClassUID,
+                    "Modality": output.dataset.Modality,
                 }
-                for ds in self.outputs
+                for output in self.outputs
             ],
             "published": self.published,
         }
@@ -129,7 +130,7 @@ class ExamPipeline:
 
     def publish(self, work: ExamWork) -> None:
         for client in self.destinations:
-            outcome = client.store(work.outputs)
+            outcome = client.store([output.dataset for output in work.outputs])
             if outcome.failed:
                 reasons = ", ".join(f"0x{reason:04X}" for _, reason in outcome.failed)
                 raise FinalError(
