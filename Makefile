@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools
+APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools poppler-utils
+# Only the tests need these: a PostgreSQL server for the job store's PostgreSQL tests.
+TEST_APT_PACKAGES := postgresql
 
 .PHONY: setup system-packages run test test-fast lint typecheck check clean
 
@@ -26,6 +28,7 @@ run: setup
 	$(BIN)/mammo-node up --demo
 
 test: setup
+	@scripts/install-system-packages.sh $(TEST_APT_PACKAGES)
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: setup

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from node.errors import InvalidTransition
 from node.jobs.states import JobState
 from node.jobs.store import JobStore, LeaseLost, create_engine
+from tests.postgres import postgres_server
 
 
 class Clock:
@@ -24,9 +29,31 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+        return
+    base: str = request.getfixturevalue("postgres_url")
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"jobs_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    yield base.rsplit("/", 1)[0] + "/" + name
+
+
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> JobStore:
-    return JobStore(create_engine(f"sqlite:///{tmp_path / 'jobs.sqlite'}"), clock=clock)
+def store(database_url: str, clock: Clock) -> Iterator[JobStore]:
+    store = JobStore(create_engine(database_url), clock=clock)
+    yield store
+    store.engine.dispose()
 
 
 def new_job(store: JobStore, key: str = "k1", max_attempts: int = 3) -> int:
@@ -42,6 +69,8 @@ def new_job(store: JobStore, key: str = "k1", max_attempts: int = 3) -> int:
 
 
 def test_wal_mode(store: JobStore) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("WAL is SQLite's")
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
@@ -171,3 +200,26 @@ def test_node_state(store: JobStore) -> None:
     store.set_state("seq", "5")
     store.set_state("seq", "7")
     assert store.get_state("seq") == "7"
+
+
+def test_concurrent_workers_never_share_a_job(store: JobStore) -> None:
+    """Four workers lease 40 jobs at once: every job is leased exactly once."""
+    for index in range(40):
+        new_job(store, key=f"job-{index}")
+    leased: dict[str, list[int]] = {f"w{n}": [] for n in range(4)}
+
+    def work(worker: str) -> None:
+        for _ in range(200):  # bounded
+            job = store.lease(worker, 60)
+            if job is None:
+                return
+            leased[worker].append(job.id)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in leased]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    everything = [job_id for ids in leased.values() for job_id in ids]
+    assert sorted(everything) == sorted(set(everything))
+    assert len(everything) == 40
