@@ -50,6 +50,7 @@ class ImagePrediction:
     score: float  # probability of malignancy of the image, in [0, 1]
     heatmap: npt.NDArray[np.float32]  # lesion probability per pixel, source image size
     findings: list[Finding] = field(default_factory=list)
+    density: str | None = None  # ACR BI-RADS breast density "a".."d", when the model gives it
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,14 @@ class ExamResult:
     StudyInstanceUID: str
     model: ModelSpec
     images: list[ImageResult]
+    density: str | None = None  # exam breast density, ACR BI-RADS "a".."d", when given
+    # Exam assembly: False when expected views were still missing at the assembly timeout;
+    # missing_views names them ("R CC", ...). The score then covers only what arrived.
+    complete: bool = True
+    missing_views: tuple[str, ...] = ()
+    # 0 for the first result of the exam; n > 0 for the n-th re-analysis after late images
+    # (output UIDs change with it, and the SR names its predecessor).
+    revision: int = 0
 
     @property
     def score(self) -> float:

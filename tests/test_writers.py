@@ -105,8 +105,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ...]:
 def test_outputs_are_one_seg_per_image_then_the_sr() -> None:
     outputs = _outputs()
     assert [ds.Modality for ds in outputs] == ["SEG"] * 4 + ["SR"]
-    assert len({ds.SeriesInstanceUID for ds in outputs[:4]}) == 1
-    assert outputs[4].SeriesInstanceUID != outputs[0].SeriesInstanceUID
+    # One SEG series per image (OHIF shows only the last SEG instance of a series).
+    assert len({ds.SeriesInstanceUID for ds in outputs[:4]}) == 4
+    assert outputs[4].SeriesInstanceUID not in {ds.SeriesInstanceUID for ds in outputs[:4]}
+    for ds in outputs[:4]:
+        assert all("RecommendedDisplayCIELabValue" in s for s in ds.SegmentSequence)
 
 
 def test_every_output_passes_dciodvfy(files: tuple[Path, ...]) -> None:

@@ -53,6 +53,10 @@ def _check_model(model: ModelSpec) -> None:
 def output_uid(exam: ExamResult, kind: str, source_sop_instance_uid: str | None = None) -> str:
     """UID of one output: the same exam, model version and output kind always give the same."""
     parts = [exam.StudyInstanceUID, exam.model.model_id, exam.model.version, kind]
+    if exam.revision > 0:
+        # A re-analysis after late images is a new version: new UIDs (revision 0 keeps the
+        # UIDs it always had, so existing results stay idempotent).
+        parts.append(f"revision {exam.revision}")
     if source_sop_instance_uid is not None:
         parts.append(source_sop_instance_uid)
     return derive_uid(*parts)

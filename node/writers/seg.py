@@ -110,6 +110,17 @@ def finding_mask(
     return mask if mask.any() else disc
 
 
+FINDING_COLOURS = {"mass": "red", "calcification": "orange", "none": "green"}
+
+
+def label_kind(prop_type: Code) -> str:
+    """The domain kind of a segmented property type (for its display colour)."""
+    for kind, code in FINDING_TYPES.items():
+        if code == prop_type:
+            return kind
+    return "none"
+
+
 def _segment(
     number: int,
     label: str,
@@ -128,6 +139,10 @@ def _segment(
         tracking_id=tracking[0],
         tracking_uid=tracking[1],
         anatomic_regions=[codes.SCT.Breast],
+        # Viewers colour segments by this; without it OHIF warns and picks its own colour.
+        display_color=hd.color.CIELabColor.from_string(
+            FINDING_COLOURS.get(label_kind(prop_type), "yellow")
+        ),
     )
     # Which breast: Anatomic Region Modifier Sequence (PS3.3 10.5, CID 244 Laterality).
     region = description.AnatomicRegionSequence[0]
@@ -166,7 +181,9 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segments,
-        series_instance_uid=output_uid(exam, "SEG series"),
+        # One series per source image: OHIF shows only the last SEG instance of a series,
+        # so a shared series would hide the masks of all but one view.
+        series_instance_uid=output_uid(exam, "SEG series", image.source.SOPInstanceUID),
         series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=output_uid(exam, "SEG", image.source.SOPInstanceUID),
         instance_number=number,
@@ -191,7 +208,7 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
 
 
 def build_segmentations(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
-    """One BINARY SEG per source image of ``exam``, all in one deterministic series."""
+    """One BINARY SEG per source image of ``exam``, each in its own deterministic series."""
     return [
         _segmentation(exam, source, image, number)
         for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)

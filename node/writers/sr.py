@@ -27,6 +27,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from node.domain import ExamResult, ImageResult, Laterality
+from node.writers.cad_sr import TID4000_TEMPLATE, breast_composition, densest
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     NOT_FOR_CLINICAL_USE,
@@ -35,6 +36,7 @@ from node.writers.provenance import (
     sr_algorithm_identification,
 )
 from node.writers.seg import FINDING_TYPES, finding_tracking, pair_sources
+from node.writers.templates import load_template
 
 __all__ = [
     "PERCENT",
@@ -54,6 +56,7 @@ RECOMMENDED_FOLLOW_UP: Final = codes.DCM.RecommendedFollowUp  # (111053, DCM)
 RECALL: Final = codes.DCM.RecallForImagingFindings  # (111591, DCM), CID 6051
 NO_RECALL: Final = codes.DCM.NormalIntervalFollowUp  # (111140, DCM), CID 6028
 _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244
+BREAST_COMPOSITION: Final = codes.SCT.BreastComposition  # (129715009, SCT), values CID 6000
 _BREAST_NAME: Final = {"R": "Right breast", "L": "Left breast"}
 
 
@@ -113,6 +116,7 @@ def _score_group(
     score: float,
     sources: Sequence[Dataset],
     laterality: str | None,
+    density: str | None = None,
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     measurements = [_probability(score, f"{label} score")]
     evaluations = None
@@ -126,6 +130,13 @@ def _score_group(
         )
         evaluations = [
             hd.sr.QualitativeEvaluation(RECOMMENDED_FOLLOW_UP, RECALL if exam.recall else NO_RECALL)
+        ]
+    # Breast density (ACR BI-RADS a-d) when the model gives it, the same codes as TID 4000.
+    composition = breast_composition(load_template(TID4000_TEMPLATE), density, label)
+    if composition is not None:
+        evaluations = [
+            *(evaluations or []),
+            hd.sr.QualitativeEvaluation(BREAST_COMPOSITION, composition),
         ]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
@@ -142,6 +153,28 @@ def _score_group(
         qualitative_evaluations=evaluations,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
     )
+
+
+def _library_ready(source: Dataset) -> bool:
+    """TID 1600 Image Library entries of projection images state Patient Orientation and
+    Imager Pixel Spacing; a source without them (a digitised film as Secondary Capture) is
+    left out of the library rather than described with invented values."""
+    orientation = source.get("PatientOrientation")
+    return bool(source.get("ImagerPixelSpacing")) and bool(orientation) and len(orientation) == 2
+
+
+def exam_notes(exam: ExamResult) -> list[str]:
+    """Plain-text caveats a reader must see: an incomplete exam, a revised result."""
+    notes = []
+    if not exam.complete:
+        missing = ", ".join(exam.missing_views) or "expected views"
+        notes.append(f"Incomplete exam: missing {missing}. Scores cover only the images received.")
+    if exam.revision > 0:
+        notes.append(
+            f"Revision {exam.revision}: replaces the earlier AI result of this exam "
+            "(images arrived after it was sent); see Predecessor Documents."
+        )
+    return notes
 
 
 def build_measurement_report(
@@ -168,10 +201,21 @@ def build_measurement_report(
         score = exam.breast_score(laterality)
         if score is not None:
             breast_sources = [s for s, i in pairs if i.source.ImageLaterality == laterality]
-            groups.append(
-                _score_group(exam, _BREAST_NAME[laterality], score, breast_sources, laterality)
+            breast_density = densest(
+                [i.prediction.density for _, i in pairs if i.source.ImageLaterality == laterality]
             )
-    groups.append(_score_group(exam, "Exam", exam.score, [s for s, _ in pairs], None))
+            groups.append(
+                _score_group(
+                    exam,
+                    _BREAST_NAME[laterality],
+                    score,
+                    breast_sources,
+                    laterality,
+                    breast_density,
+                )
+            )
+    exam_density = exam.density or densest([i.prediction.density for _, i in pairs])
+    groups.append(_score_group(exam, "Exam", exam.score, [s for s, _ in pairs], None, exam_density))
 
     model = exam.model
     observer = hd.sr.ObserverContext(
@@ -188,7 +232,7 @@ def build_measurement_report(
         procedure_reported=Code("71651007", "SCT", "Mammography"),  # CID 100-style procedure
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,  # what OHIF looks for (DESIGN.md)
-        referenced_images=[s for s, _ in pairs],
+        referenced_images=[s for s, _ in pairs if _library_ready(s)],
     )
     report[0].ContentSequence.append(
         hd.sr.TextContentItem(
@@ -200,6 +244,14 @@ def build_measurement_report(
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
         )
     )
+    for note in exam_notes(exam):
+        report[0].ContentSequence.append(
+            hd.sr.TextContentItem(
+                name=codes.DCM.Comment,
+                value=note,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        )
     return hd.sr.ComprehensiveSR(
         evidence=[s for s, _ in pairs] + list(segmentations),
         content=report[0],

@@ -1,0 +1,172 @@
+"""Grayscale Softcopy Presentation States that draw the findings on each source image.
+
+Why: nearly every PACS viewer applies a GSPS (PS3.3 A.33.1) even when it renders neither
+SR nor SEG, so the findings, their scores and the image's score still reach the reader.
+One GSPS per source image (its graphics are in that image's pixel space), one series per
+breast (General Series Laterality is Type 2C for a paired organ), deterministic UIDs:
+
+- layer "AI FINDINGS": per finding a CIRCLE (centre and a point on the circle, PIXEL
+  units, PS3.3 C.10.5.1.2) and a short label ("Mass 83%") above it, tracked with the same
+  Tracking ID/UID as the finding's SEG segment and SR group;
+- layer "AI SUMMARY": the image's score, the operating-point verdict and "not for clinical
+  use", in DISPLAY units at the top left, so it stays readable at any zoom.
+
+The window is the source image's own (highdicom copies its VOI LUT), so applying the
+presentation state changes nothing but the overlay. Not for clinical use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from node.domain import ExamResult, Finding, ImageResult
+from node.writers.provenance import (
+    NODE_DEVICE_SERIAL_NUMBER,
+    NODE_MANUFACTURER,
+    NODE_MODEL_NAME,
+    NODE_SOFTWARE_VERSION,
+    NOT_FOR_CLINICAL_USE,
+    contributing_equipment,
+    output_uid,
+)
+from node.writers.seg import finding_tracking, pair_sources
+
+__all__ = [
+    "FINDING_LABELS",
+    "GSPS_SERIES_DESCRIPTION",
+    "GSPS_SERIES_NUMBER",
+    "build_presentation_states",
+    "finding_label",
+]
+
+GSPS_SERIES_NUMBER: Final = 9105
+GSPS_SERIES_DESCRIPTION: Final = "AI findings overlay (not for clinical use)"
+FINDING_LABELS: Final = {"mass": "Mass", "calcification": "Calcifications"}
+_FINDINGS_LAYER: Final = hd.pr.GraphicLayer(
+    layer_name="AI FINDINGS", order=1, description="Findings of the AI model"
+)
+_SUMMARY_LAYER: Final = hd.pr.GraphicLayer(
+    layer_name="AI SUMMARY", order=2, description="Image score of the AI model"
+)
+_SUMMARY_BOX: Final = (0.01, 0.01, 0.7, 0.06)  # DISPLAY units: (left, top, right, bottom)
+
+
+def _percent(score: float, what: str) -> int:
+    if np.isnan(score) or not 0.0 <= score <= 1.0:
+        raise ValueError(f"{what} must be a probability in [0, 1], got {score}")
+    return round(score * 100.0)
+
+
+def finding_label(finding: Finding, what: str = "finding") -> str:
+    """The short text drawn beside a finding: its kind and score in percent."""
+    return f"{FINDING_LABELS[finding.kind]} {_percent(finding.score, f'score of {what}')}%"
+
+
+def _finding_annotations(
+    exam: ExamResult, image: ImageResult, rows: int, columns: int
+) -> tuple[list[hd.pr.GraphicObject], list[hd.pr.TextObject]]:
+    graphics: list[hd.pr.GraphicObject] = []
+    texts: list[hd.pr.TextObject] = []
+    for index, finding in enumerate(image.prediction.findings):
+        identifier, uid = finding_tracking(exam, image, index)
+        if not (0 <= finding.column < columns and 0 <= finding.row < rows) or finding.radius <= 0:
+            raise ValueError(
+                f"{identifier} at ({finding.column}, {finding.row}) radius {finding.radius} "
+                "is not a circle on the image: PIXEL graphic data are source pixel "
+                "coordinates (PS3.3 C.10.5.1.2)"
+            )
+        graphics.append(
+            hd.pr.GraphicObject(
+                graphic_type=hd.pr.GraphicTypeValues.CIRCLE,
+                graphic_data=np.array(
+                    [[finding.column, finding.row], [finding.column + finding.radius, finding.row]]
+                ),
+                units=hd.pr.AnnotationUnitsValues.PIXEL,
+                tracking_id=identifier,
+                tracking_uid=uid,
+            )
+        )
+        texts.append(
+            hd.pr.TextObject(
+                text_value=finding_label(finding, identifier),
+                units=hd.pr.AnnotationUnitsValues.PIXEL,
+                anchor_point=(finding.column, max(finding.row - finding.radius, 0.0)),
+                anchor_point_visible=False,
+            )
+        )
+    return graphics, texts
+
+
+def _summary_text(exam: ExamResult, image: ImageResult) -> str:
+    score = _percent(image.prediction.score, f"score of {image.source.SOPInstanceUID}")
+    verdict = "at or above" if image.prediction.score >= exam.model.operating_point else "below"
+    found = len(image.prediction.findings)
+    return (
+        f"AI {exam.model.name} {exam.model.version}: image score {score}% ({verdict} operating "
+        f"point {_percent(exam.model.operating_point, 'operating point')}%), "
+        f"{found or 'no'} finding{'' if found == 1 else 's'}. {NOT_FOR_CLINICAL_USE.upper()}"
+    )
+
+
+def _presentation_state(
+    exam: ExamResult, source: Dataset, image: ImageResult, number: int
+) -> Dataset:
+    graphics, texts = _finding_annotations(exam, image, int(source.Rows), int(source.Columns))
+    annotations = [
+        hd.pr.GraphicAnnotation(
+            referenced_images=[source],
+            graphic_layer=_SUMMARY_LAYER,
+            text_objects=[
+                hd.pr.TextObject(
+                    text_value=_summary_text(exam, image),
+                    units=hd.pr.AnnotationUnitsValues.DISPLAY,
+                    bounding_box=_SUMMARY_BOX,
+                    text_justification=hd.pr.TextJustificationValues.LEFT,
+                )
+            ],
+        )
+    ]
+    if graphics:
+        annotations.insert(
+            0,
+            hd.pr.GraphicAnnotation(
+                referenced_images=[source],
+                graphic_layer=_FINDINGS_LAYER,
+                graphic_objects=graphics,
+                text_objects=texts,
+            ),
+        )
+    state = hd.pr.GrayscaleSoftcopyPresentationState(
+        referenced_images=[source],
+        series_instance_uid=output_uid(exam, f"GSPS series {image.source.ImageLaterality}"),
+        series_number=GSPS_SERIES_NUMBER,
+        sop_instance_uid=output_uid(exam, "GSPS", image.source.SOPInstanceUID),
+        instance_number=number,
+        manufacturer=NODE_MANUFACTURER,
+        manufacturer_model_name=NODE_MODEL_NAME,
+        software_versions=NODE_SOFTWARE_VERSION,
+        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
+        content_label="AI_FINDINGS",
+        content_description=f"{exam.model.name} {exam.model.version} findings"[:64],
+        graphic_annotations=annotations,
+        graphic_layers=[_FINDINGS_LAYER, _SUMMARY_LAYER],
+        series_description=GSPS_SERIES_DESCRIPTION,
+        contributing_equipment=[contributing_equipment(exam.model)],
+    )
+    # Laterality (0020,0060) is Type 2C for a paired body part (PS3.3 C.7.3.1): hence one
+    # series per breast, each with the breast's laterality.
+    state.Laterality = image.source.ImageLaterality
+    return state
+
+
+def build_presentation_states(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
+    """One GSPS per source image of ``exam``, in one deterministic series per breast."""
+    return [
+        _presentation_state(exam, source, image, number)
+        for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)
+    ]

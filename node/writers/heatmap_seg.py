@@ -1,0 +1,118 @@
+"""FRACTIONAL Segmentation of the model's heatmap: where the model looked, per source image.
+
+Why: binary masks (:mod:`node.writers.seg`) show only what crossed the threshold; the
+lesion-probability map lets a reader see what else the model weighed, and a viewer that
+shows SEG overlays shows it without any AI-specific software. One SEG per source image
+for the reason :mod:`node.writers.seg` gives (an MG image has no Frame of Reference).
+
+Encoding: Segmentation Type FRACTIONAL, Segmentation Fractional Type PROBABILITY, 8 bits
+with Maximum Fractional Value 255 (PS3.3 C.8.20.2.3): a pixel stores round(p * 255), so a
+reader recovers p within half a step (1/510). Not for clinical use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from node.domain import ExamResult, ImageResult
+from node.writers.provenance import (
+    NODE_DEVICE_SERIAL_NUMBER,
+    NODE_MANUFACTURER,
+    NODE_MODEL_NAME,
+    NODE_SOFTWARE_VERSION,
+    algorithm_identification,
+    contributing_equipment,
+    output_uid,
+)
+from node.writers.seg import pair_sources
+
+__all__ = [
+    "HEATMAP_SEG_SERIES_DESCRIPTION",
+    "HEATMAP_SEG_SERIES_NUMBER",
+    "MAX_FRACTIONAL_VALUE",
+    "build_heatmap_segmentations",
+]
+
+HEATMAP_SEG_SERIES_NUMBER: Final = 9104
+HEATMAP_SEG_SERIES_DESCRIPTION: Final = "AI lesion probability map (not for clinical use)"
+MAX_FRACTIONAL_VALUE: Final = 255  # 8-bit frames; the quantisation step is 1/255
+_LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244 Laterality
+
+
+def _segment(exam: ExamResult, image: ImageResult) -> hd.seg.SegmentDescription:
+    laterality = image.source.ImageLaterality
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="Lesion probability",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Lesion,  # any lesion kind the model looks for
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm_identification(exam.model),
+        tracking_id=f"{laterality} {image.source.ViewPosition} probability map".strip(),
+        tracking_uid=output_uid(exam, "heatmap segment", image.source.SOPInstanceUID),
+        anatomic_regions=[codes.SCT.Breast],
+    )
+    region = description.AnatomicRegionSequence[0]  # which breast (PS3.3 10.5, CID 244)
+    region.AnatomicRegionModifierSequence = [hd.sr.CodedConcept.from_code(_LATERALITY[laterality])]
+    return description
+
+
+def _heatmap_segmentation(
+    exam: ExamResult, source: Dataset, image: ImageResult, number: int
+) -> Dataset:
+    heatmap = image.prediction.heatmap
+    shape = (int(source.Rows), int(source.Columns))
+    if heatmap.shape != shape:
+        raise ValueError(
+            f"heatmap of {image.source.SOPInstanceUID} is {heatmap.shape}, the image is "
+            f"{shape}: a SEG frame must match its source pixel matrix (PS3.3 C.8.20.2)"
+        )
+    if not np.all(np.isfinite(heatmap)) or heatmap.min() < 0.0 or heatmap.max() > 1.0:
+        raise ValueError(
+            f"heatmap of {image.source.SOPInstanceUID} must hold probabilities in [0, 1]: "
+            "a FRACTIONAL PROBABILITY segment encodes nothing else (PS3.3 C.8.20.2.3)"
+        )
+    seg = hd.seg.Segmentation(
+        source_images=[source],
+        pixel_array=heatmap.astype(np.float32)[np.newaxis, :, :, np.newaxis],
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
+        max_fractional_value=MAX_FRACTIONAL_VALUE,
+        segment_descriptions=[_segment(exam, image)],
+        # One series per image: OHIF shows only the last SEG instance of a series.
+        series_instance_uid=output_uid(exam, "heatmap SEG series", image.source.SOPInstanceUID),
+        series_number=HEATMAP_SEG_SERIES_NUMBER,
+        sop_instance_uid=output_uid(exam, "heatmap SEG", image.source.SOPInstanceUID),
+        instance_number=number,
+        manufacturer=NODE_MANUFACTURER,
+        manufacturer_model_name=NODE_MODEL_NAME,
+        software_versions=NODE_SOFTWARE_VERSION,
+        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
+        content_label="HEATMAP",
+        content_description=f"{exam.model.name} {exam.model.version} probability map"[:64],
+        series_description=HEATMAP_SEG_SERIES_DESCRIPTION,
+        omit_empty_frames=False,
+        contributing_equipment=[contributing_equipment(exam.model)],
+    )
+    # The same two fixes as the binary SEG (DESIGN.md known traps): Patient Orientation is
+    # Type 2C on a projection image (PS3.3 C.7.6.1.1.1), and OHIF needs a Plane Orientation
+    # functional group to load a SEG over a projection image (PS3.3 C.7.6.16.2.4).
+    seg.PatientOrientation = source.get("PatientOrientation", "")
+    plane = Dataset()
+    plane.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [plane]
+    return seg
+
+
+def build_heatmap_segmentations(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
+    """One FRACTIONAL SEG per source image of ``exam``, all in one deterministic series."""
+    return [
+        _heatmap_segmentation(exam, source, image, number)
+        for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)
+    ]
