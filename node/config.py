@@ -24,8 +24,12 @@ _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
+# Secondary Capture with Modality MG: digitised film and archive exports (CBIS-DDSM) come so.
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 ENV_PREFIX = "MAMMO_NODE_"
+#: Languages of the summaries (node/writers/locales holds one file per language).
+SUMMARY_LANGUAGES = ("en", "ru", "kk")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,9 +49,14 @@ def validate_port(name: str, value: int) -> int:
 
 @dataclass(frozen=True)
 class RoutingRules:
-    """Which instances are analysed: SOP class AND Modality AND Presentation Intent."""
+    """Which instances are analysed: SOP class AND Modality AND Presentation Intent.
 
-    sop_classes: tuple[str, ...] = (MG_FOR_PRESENTATION,)
+    Secondary Capture is routed by default, but only with Modality MG (the Modality rule
+    still applies): digitised screen-film mammograms and research archives are stored so.
+    The node's own Secondary Capture summaries are skipped by the own-output guard first.
+    """
+
+    sop_classes: tuple[str, ...] = (MG_FOR_PRESENTATION, SECONDARY_CAPTURE)
     modalities: tuple[str, ...] = ("MG",)
     presentation_intents: tuple[str, ...] = ("FOR PRESENTATION",)
 
@@ -61,14 +70,93 @@ class Modality:
     port: int = 104
 
 
+DESTINATION_KINDS = ("dicomweb", "dimse")
+#: Output selection meaning "every output kind the node can build".
+ALL_OUTPUTS = "all"
+DEFAULT_EXPECTED_VIEWS = ("R CC", "L CC", "R MLO", "L MLO")
+_VIEW_LABEL = re.compile(r"^[RL] [A-Z]{2,5}$")
+
+
 @dataclass(frozen=True)
 class Destination:
-    """Where results are published (STOW-RS). The default is the embedded Orthanc."""
+    """Where results are published: DICOMweb STOW-RS or DIMSE C-STORE (optionally over TLS).
+
+    ``outputs`` names the output kinds (node.writers.outputs.OUTPUT_KINDS) this destination
+    receives; empty means the node's default selection, ``["all"]`` every kind. Each
+    destination retries on its own (``max_attempts``, exponential backoff) and ends
+    dead-lettered after its last attempt, without holding up the others.
+    """
 
     name: str
-    url: str  # DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
+    url: str = ""  # kind dicomweb: DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web
     username: str | None = None
     password: str | None = None
+    kind: str = "dicomweb"
+    host: str = ""  # kind dimse
+    port: int = 104
+    called_aet: str = ""
+    calling_aet: str = "MAMMONODE"
+    tls_ca_file: str = ""  # PEM CA bundle: enables TLS (DICOM TLS, PS3.15 B.1)
+    tls_cert_file: str = ""  # PEM client certificate and key, when the peer asks for them
+    tls_key_file: str = ""
+    outputs: tuple[str, ...] = ()
+    max_attempts: int = 5
+    backoff_seconds: float = 5.0
+    backoff_max_seconds: float = 600.0
+    timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        where = f"destination {self.name!r}"
+        if not self.name or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.name):
+            raise ConfigError(f"{where}: name must be 1-64 letters, digits, '_', '.' or '-'")
+        if self.kind not in DESTINATION_KINDS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(DESTINATION_KINDS)}")
+        if self.kind == "dicomweb" and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"destination {self.name}: url must be http(s)://")
+        if self.kind == "dimse":
+            if not self.host or not self.called_aet:
+                raise ConfigError(f"{where}: a dimse destination needs host and called_aet")
+            validate_ae_title(self.called_aet)
+            validate_ae_title(self.calling_aet)
+            validate_port(f"{where} port", self.port)
+            if bool(self.tls_cert_file) != bool(self.tls_key_file):
+                raise ConfigError(f"{where}: tls_cert_file and tls_key_file go together")
+            if self.tls_cert_file and not self.tls_ca_file:
+                raise ConfigError(f"{where}: a client certificate needs tls_ca_file (TLS)")
+            for path in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file):
+                if path and not Path(path).is_file():
+                    raise ConfigError(f"{where}: TLS file {path} does not exist")
+        if self.max_attempts < 1 or self.max_attempts > 100:
+            raise ConfigError(f"{where}: max_attempts must be 1-100")
+        if self.backoff_seconds < 0 or self.backoff_max_seconds < self.backoff_seconds:
+            raise ConfigError(f"{where}: need 0 <= backoff_seconds <= backoff_max_seconds")
+        if self.timeout_seconds <= 0:
+            raise ConfigError(f"{where}: timeout_seconds must be > 0")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.kind == "dimse" and bool(self.tls_ca_file)
+
+    def describe(self) -> str:
+        """Where it points, without credentials (for logs and the CLI)."""
+        if self.kind == "dimse":
+            tls = " (TLS)" if self.uses_tls else ""
+            return f"DIMSE {self.called_aet}@{self.host}:{self.port}{tls}"
+        return f"DICOMweb {self.url}"
+
+
+@dataclass(frozen=True)
+class PromotionMargins:
+    """How much worse than the live model a candidate may be on the locked validation set."""
+
+    max_auc_drop: float = 0.0
+    max_sensitivity_drop: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("max_auc_drop", "max_sensitivity_drop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"promotion.{name} must be a number in 0..1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +173,7 @@ class Settings:
     orthanc_url: str = ""  # empty: the embedded Orthanc at http://127.0.0.1:<http_port>
     database_url: str = ""  # empty: SQLite in <data_dir>/jobs.sqlite
     models_dir: Path = PROJECT_ROOT / "models"
-    model: str = "synthetic-unet"
+    model: str = ""  # empty: the live model of <models_dir>/registry.yaml; set: an override
     workers: int = 1
     lease_seconds: float = 120.0
     max_attempts: int = 5
@@ -98,9 +186,21 @@ class Settings:
     modalities: tuple[Modality, ...] = (Modality(aet="MODALITY1"),)
     routing: RoutingRules = field(default_factory=RoutingRules)
     destinations: tuple[Destination, ...] = ()  # empty: back into the embedded Orthanc
+    # Exam assembly: the views a complete exam has ("R CC" = laterality and view), and how
+    # long after the study first became stable the node waits for missing ones before it
+    # scores what arrived and marks the exam incomplete.
+    expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS
+    assembly_timeout_seconds: float = 120.0
+    promotion: PromotionMargins = field(default_factory=PromotionMargins)
+    # Language of the human-readable summaries (Secondary Capture and PDF report).
+    summary_language: str = "en"
 
     def __post_init__(self) -> None:
         validate_ae_title(self.aet)
+        if self.summary_language not in SUMMARY_LANGUAGES:
+            raise ConfigError(
+                f"summary_language {self.summary_language!r} is not one of {', '.join(SUMMARY_LANGUAGES)}"
+            )
         for name in ("dicom_port", "http_port", "api_port"):
             validate_port(name, getattr(self, name))
         for modality in self.modalities:
@@ -120,9 +220,16 @@ class Settings:
             )
         if self.http_user and ":" in self.http_user:
             raise ConfigError("http_user must not contain ':' (HTTP basic auth)")
-        for destination in self.destinations:
-            if not destination.url.startswith(("http://", "https://")):
-                raise ConfigError(f"destination {destination.name}: url must be http(s)://")
+        names = [destination.name for destination in self.destinations]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"destination names must be unique, got {', '.join(names)}")
+        for label in self.expected_views:
+            if not _VIEW_LABEL.match(label):
+                raise ConfigError(
+                    f"expected view {label!r} must be laterality and view, e.g. 'R CC', 'L MLO'"
+                )
+        if not 0 <= self.assembly_timeout_seconds <= 86400:
+            raise ConfigError("assembly_timeout_seconds must be 0-86400")
 
     @property
     def orthanc_base_url(self) -> str:
@@ -142,8 +249,17 @@ class Settings:
                 url=f"{self.orthanc_base_url}/dicom-web",
                 username=self.http_user,
                 password=self.http_password,
+                outputs=(ALL_OUTPUTS,),  # Orthanc stores any SOP class the node writes
             ),
         )
+
+    def destination(self, name: str) -> Destination:
+        """The destination called ``name``; ConfigError lists the known ones."""
+        for destination in self.effective_destinations:
+            if destination.name == name:
+                return destination
+        known = ", ".join(d.name for d in self.effective_destinations)
+        raise ConfigError(f"unknown destination {name!r}; known destinations: {known}")
 
     def with_secrets(self) -> Settings:
         """Fill in the generated secrets; called once by the composition root."""
@@ -177,11 +293,31 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return RoutingRules(**{k: tuple(str(x) for x in v) for k, v in value.items()})
         if name == "modalities":
             return tuple(Modality(**dict(item)) for item in value)
+        if name == "promotion":
+            return PromotionMargins(**dict(value))
         if name == "destinations":
-            return tuple(Destination(**dict(item)) for item in value)
+            return tuple(_destination(dict(item)) for item in value)
+        if name == "expected_views":
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(v).strip().upper() for v in items if str(v).strip())
     except (TypeError, ValueError) as error:
         raise ConfigError(f"setting {name!r}: invalid value {value!r} ({error})") from error
     raise ConfigError(f"setting {name!r} cannot be set this way")
+
+
+def _destination(item: dict[str, Any]) -> Destination:
+    if "outputs" in item:
+        outputs = item["outputs"]
+        item["outputs"] = tuple(
+            str(v) for v in ([outputs] if isinstance(outputs, str) else outputs or ())
+        )
+    for key in ("port", "max_attempts"):
+        if key in item:
+            item[key] = int(item[key])
+    for key in ("backoff_seconds", "backoff_max_seconds", "timeout_seconds"):
+        if key in item:
+            item[key] = float(item[key])
+    return Destination(**item)
 
 
 def load_settings(
@@ -214,7 +350,7 @@ def load_settings(
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        if name in {"modalities", "destinations", "routing"}:
+        if name in {"modalities", "destinations", "routing", "promotion"}:
             raw_value: Any = yaml.safe_load(raw)
         else:
             raw_value = raw

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +60,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "backoff_seconds": 0.5,
         "poll_seconds": 0.2,
         "reconcile_seconds": 1.0,
+        "assembly_timeout_seconds": 2.0,  # a test exam with fewer than 4 views waits this long
         "http_password": "test-password",
         "api_token": "test-token",
     }
@@ -82,6 +83,7 @@ def node_environment(settings: Settings) -> dict[str, str]:
             "MAMMO_NODE_POLL_SECONDS": str(settings.poll_seconds),
             "MAMMO_NODE_RECONCILE_SECONDS": str(settings.reconcile_seconds),
             "MAMMO_NODE_STABLE_AGE": str(settings.stable_age),
+            "MAMMO_NODE_ASSEMBLY_TIMEOUT_SECONDS": str(settings.assembly_timeout_seconds),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -94,6 +96,7 @@ class NodeProcess:
 
     settings: Settings
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. MAMMO_NODE_DESTINATIONS
 
     @property
     def api(self) -> str:
@@ -107,7 +110,7 @@ class NodeProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "serve"],
-            env=node_environment(self.settings),
+            env={**node_environment(self.settings), **self.extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -147,6 +150,11 @@ class NodeProcess:
         )
         response.raise_for_status()
         return response.json()
+
+    def get_text(self, path: str) -> str:
+        response = httpx.get(self.api + path, timeout=10)
+        response.raise_for_status()
+        return response.text
 
     def jobs(self, study_instance_uid: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get("/api/v1/jobs", StudyInstanceUID=study_instance_uid)

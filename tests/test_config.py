@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.config import load_settings, validate_ae_title
+from node.config import SUMMARY_LANGUAGES, load_settings, validate_ae_title
 from node.errors import ConfigError
 
 
@@ -82,3 +82,11 @@ def test_valid_ae_titles(title: str) -> None:
 def test_long_ae_titles_are_refused(title: str) -> None:
     with pytest.raises(ConfigError):
         validate_ae_title(title)
+
+
+def test_summary_languages_match_the_locale_files() -> None:
+    locales = Path(__file__).resolve().parents[1] / "node" / "writers" / "locales"
+    assert {p.stem for p in locales.glob("*.yaml")} == set(SUMMARY_LANGUAGES)
+    assert load_settings(environ={"MAMMO_NODE_SUMMARY_LANGUAGE": "kk"}).summary_language == "kk"
+    with pytest.raises(ConfigError, match="summary_language 'de'"):
+        load_settings(environ={"MAMMO_NODE_SUMMARY_LANGUAGE": "de"})

@@ -42,12 +42,16 @@ def test_other_modality_is_not() -> None:
     assert decision.code == "modality" and "Modality CT" in decision.reason
 
 
-def test_secondary_capture_mg_only_when_configured() -> None:
+def test_secondary_capture_with_modality_mg_is_routed_by_default() -> None:
+    # Digitised film and archive exports (CBIS-DDSM) are Secondary Capture with Modality MG.
     sc = replace(MG, SOPClassUID="1.2.840.10008.5.1.4.1.1.7", PresentationIntentType="")
-    assert route(sc, RULES).code == "sop_class"
-    assert "Secondary Capture" in route(sc, RULES).reason
-    wider = RoutingRules(sop_classes=(MG_FOR_PRESENTATION, "1.2.840.10008.5.1.4.1.1.7"))
-    assert route(sc, wider).routed
+    assert route(sc, RULES).routed
+    assert route(replace(sc, Modality="OT"), RULES).code == "modality"
+    narrow = RoutingRules(sop_classes=(MG_FOR_PRESENTATION,))
+    assert route(sc, narrow).code == "sop_class"
+    assert "Secondary Capture" in route(sc, narrow).reason
+    # The node's own Secondary Capture summaries never are.
+    assert route(replace(sc, Manufacturer="mammo-node"), RULES).code == "own_output"
 
 
 def test_own_outputs_are_never_routed() -> None:

@@ -20,13 +20,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel
 
 from node.errors import InvalidTransition, MammoNodeError
+from node.ingest.delivery_api import DeliveryServices, add_delivery_routes, job_deliveries
+from node.ingest.review import ReviewServices, add_review_routes
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 
 log = logging.getLogger(__name__)
 
 
-class NodeServices(Protocol):
+class NodeServices(ReviewServices, DeliveryServices, Protocol):
     """What the API needs of the running node (the composition root provides it)."""
 
     store: JobStore
@@ -114,6 +116,7 @@ def create_api(node: NodeServices) -> FastAPI:
             raise HTTPException(404, f"no job {job_id}") from error
         view = job_view(job)
         view["history"] = [asdict(e) for e in node.store.history(job_id)]
+        view.update(job_deliveries(node, job_id))  # per destination: delivered, dead_letter...
         return view
 
     @app.post("/api/v1/jobs/{job_id}/requeue", dependencies=[Auth])
@@ -136,4 +139,6 @@ def create_api(node: NodeServices) -> FastAPI:
         log.warning("request failed: %s", error)
         return Response(status_code=503, content=str(error))
 
+    add_review_routes(app, node, Auth)  # /api/v1/models, /api/v1/feedback
+    add_delivery_routes(app, node, Auth)  # /api/v1/deliveries, resend of a dead letter
     return app

@@ -2,19 +2,34 @@
 
 The same study seen twice (pushed by the plugin and found again in /changes, or re-sent
 by a modality) has the same routed instances and so the same idempotency key: one job.
+
+Exam assembly: an exam is complete when every expected view ("R CC", "L CC", "R MLO",
+"L MLO" by default) is among its routed images. An incomplete exam's job waits (it is not
+leased) until ``assembly_timeout`` after the study first became stable; images that arrive
+meanwhile join that same job. At the timeout the worker scores what arrived and marks the
+exam incomplete. Images that arrive after a job has started make a new job, the next
+*revision* of the exam's results (node.jobs.revisions): never a second silent result.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
-from node.config import RoutingRules
+from node.config import DEFAULT_EXPECTED_VIEWS, RoutingRules
 from node.events import EventBus, SeriesRouted
+from node.inference.views import missing_views, normalise, tags_getter
 from node.ingest.routing import RoutingDecision, route
+from node.jobs.revisions import revision_of
+from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 from node.net.orthanc_rest import InstanceTags, OrthancRest
+
+MAX_JOBS_PER_STUDY = 1000  # bounded look-up of an exam's earlier jobs
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +50,9 @@ class ExamIntake:
         rules: RoutingRules,
         model_ref: str,
         max_attempts: int,
+        expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
+        assembly_timeout: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.orthanc = orthanc
         self.store = store
@@ -42,6 +60,9 @@ class ExamIntake:
         self.rules = rules
         self.model_ref = model_ref
         self.max_attempts = max_attempts
+        self.expected_views = expected_views
+        self.assembly_timeout = assembly_timeout
+        self.clock = clock
 
     def stable_study(self, orthanc_study_id: str) -> Job | None:
         """Route every instance of the study; queue a job when any is routed.
@@ -80,7 +101,26 @@ class ExamIntake:
             return None
         study_uid = routed[0].StudyInstanceUID
         key = idempotency_key(study_uid, self.model_ref, [t.SOPInstanceUID for t in routed])
-        payload = {
+        existing = self.store.find_by_key(key)
+        if existing is not None:
+            return existing  # the same images again: nothing new to analyse
+        return self._assemble(orthanc_study_id, study_uid, key, routed)
+
+    def _assemble(
+        self, orthanc_study_id: str, study_uid: str, key: str, routed: list[InstanceTags]
+    ) -> Job:
+        """Queue the exam, join a job still waiting for views, or start the next revision."""
+        now = self.clock()
+        labels = sorted({normalise(tags_getter(t.header)).label for t in routed})
+        missing = missing_views(labels, self.expected_views)
+        earlier = [
+            job
+            for job in self.store.list_jobs(study_instance_uid=study_uid, limit=MAX_JOBS_PER_STUDY)
+            if job.model_ref == self.model_ref
+        ]
+        first_seen = min((job.created_at for job in earlier), default=now)
+        not_before = max(now, first_seen + self.assembly_timeout) if missing else now
+        payload: dict[str, Any] = {
             "orthanc_study_id": orthanc_study_id,
             "instances": [
                 {
@@ -90,14 +130,40 @@ class ExamIntake:
                 }
                 for t in sorted(routed, key=lambda t: (t.SeriesInstanceUID, t.SOPInstanceUID))
             ],
+            "views": labels,
+            "missing_views": missing,
         }
+        waiting = [j for j in earlier if j.state is JobState.QUEUED and j.attempts == 0]
+        for job in sorted(waiting, key=lambda j: j.id, reverse=True)[:1]:
+            payload["revision"] = revision_of(job)
+            reason = f"exam grew to {len(routed)} images" + (
+                f"; still missing {', '.join(missing)}" if missing else "; all views present"
+            )
+            regrouped = self.store.regroup_queued(
+                job, idempotency_key=key, payload=payload, not_before=not_before, reason=reason
+            )
+            if regrouped is not None:
+                log.info("exam job regrouped", extra={"job_id": job.id, "instances": len(routed)})
+                return regrouped
+        revision = max((revision_of(j) + 1 for j in earlier), default=0)
+        payload["revision"] = revision
         job, created = self.store.create_job(
             idempotency_key=key,
             study_instance_uid=study_uid,
             model_ref=self.model_ref,
             payload=payload,
             max_attempts=self.max_attempts,
+            not_before=not_before,
         )
         if created:
-            log.info("exam job queued", extra={"job_id": job.id, "instances": len(routed)})
+            log.info(
+                "exam job queued",
+                extra={
+                    "job_id": job.id,
+                    "instances": len(routed),
+                    "revision": revision,
+                    "missing_views": len(missing),
+                    "wait_seconds": round(not_before - now, 1),
+                },
+            )
         return job

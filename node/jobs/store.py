@@ -188,8 +188,12 @@ class JobStore:
         model_ref: str,
         payload: dict[str, Any],
         max_attempts: int,
+        not_before: float | None = None,
     ) -> tuple[Job, bool]:
-        """Insert a queued job, or return the existing one with the same key (created=False)."""
+        """Insert a queued job, or return the existing one with the same key (created=False).
+
+        ``not_before``: the job is not leased before this time (exam assembly waits for views).
+        """
         existing = self.find_by_key(idempotency_key)
         if existing is not None:
             return existing, False
@@ -204,7 +208,7 @@ class JobStore:
                         state=JobState.RECEIVED.value,
                         attempts=0,
                         max_attempts=max_attempts,
-                        next_attempt_at=now,
+                        next_attempt_at=now if not_before is None else not_before,
                         created_at=now,
                         updated_at=now,
                         payload=payload,
@@ -392,6 +396,41 @@ class JobStore:
         if moved is None:
             raise LeaseLost(f"job {job.id} is no longer leased by {worker}")
         return moved
+
+    def regroup_queued(
+        self,
+        job: Job,
+        *,
+        idempotency_key: str,
+        payload: dict[str, Any],
+        not_before: float,
+        reason: str,
+    ) -> Job | None:
+        """Give a job that no worker has started a new instance set (exam assembly: more
+        images arrived while it waited). None when it has been leased meanwhile."""
+        condition = sa.and_(
+            jobs_table.c.id == job.id,
+            jobs_table.c.state == JobState.QUEUED.value,
+            jobs_table.c.attempts == 0,
+        )
+        try:
+            with self._tx() as connection:
+                updated = connection.execute(
+                    jobs_table.update()
+                    .where(condition)
+                    .values(
+                        idempotency_key=idempotency_key,
+                        payload=payload,
+                        next_attempt_at=not_before,
+                        updated_at=self.clock(),
+                    )
+                )
+                if updated.rowcount != 1:
+                    return None
+                self._event(connection, job.id, JobState.QUEUED, JobState.QUEUED, None, reason)
+        except sa.exc.IntegrityError:
+            return None  # another intake already regrouped it to this instance set
+        return self.get(job.id)
 
     def requeue(self, job_id: int, reason: str = "re-queued by an administrator") -> Job:
         """Send a failed job round again (fresh attempts)."""

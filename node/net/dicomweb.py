@@ -53,6 +53,13 @@ class DicomWebClient:
     def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.ConnectError as error:
+            refused = "refused" in str(error).lower()
+            raise PeerUnavailable(
+                f"{self.destination.name}: "
+                + ("connection refused" if refused else "cannot connect")
+                + f" ({self.destination.url}: {error})"
+            ) from error
         except httpx.HTTPError as error:
             raise PeerUnavailable(
                 f"{self.destination.name}: {type(error).__name__}: {error}"
@@ -61,7 +68,8 @@ class DicomWebClient:
             raise PeerUnavailable(f"{self.destination.name}: HTTP {response.status_code} on {path}")
         if response.status_code in (401, 403):
             raise FinalError(
-                f"{self.destination.name}: HTTP {response.status_code} (check credentials)"
+                f"{self.destination.name}: authentication failed, HTTP {response.status_code} "
+                "(check username and password)"
             )
         return response
 

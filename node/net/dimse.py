@@ -1,7 +1,12 @@
-"""DIMSE with pynetdicom: C-STORE of files or datasets (modalities, the demo) and C-ECHO."""
+"""DIMSE with pynetdicom: C-STORE of files or datasets (modalities, the demo, destinations)
+and C-ECHO, optionally over TLS (PS3.15 B.1: an ssl.SSLContext passed as pynetdicom's
+``tls_args``). A failed association is diagnosed and named: refused connection, rejected
+association, or a peer that aborted (a TLS handshake that failed looks like that)."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +18,8 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from node.errors import InvalidInput, PeerUnavailable
+from node.config import Destination
+from node.errors import ConfigError, InvalidInput, PeerUnavailable
 
 DEFAULT_TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -24,6 +30,52 @@ class Peer:
     port: int
     called_aet: str
     calling_aet: str = "MAMMONODE-SCU"
+    tls: ssl.SSLContext | None = None
+
+    def __str__(self) -> str:
+        return f"{self.called_aet}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
+
+
+def tls_context(ca_file: str, cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
+    """A client context that verifies the peer against ``ca_file`` (and presents a client
+    certificate when given: DICOM TLS with mutual authentication)."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+        if cert_file:
+            context.load_cert_chain(cert_file, key_file or None)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"cannot load TLS files ({ca_file}, {cert_file}): {error}") from error
+    return context
+
+
+def peer_of(destination: Destination) -> Peer:
+    """The DIMSE peer of a ``kind: dimse`` destination."""
+    if destination.kind != "dimse":
+        raise ConfigError(f"destination {destination.name} is not a DIMSE destination")
+    tls = None
+    if destination.uses_tls:
+        tls = tls_context(
+            destination.tls_ca_file, destination.tls_cert_file, destination.tls_key_file
+        )
+    return Peer(
+        destination.host, destination.port, destination.called_aet, destination.calling_aet, tls
+    )
+
+
+def _diagnose(peer: Peer, timeout: float) -> str:
+    """Why no association: probe the port once, so the error names the cause."""
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=min(timeout, 5.0)):
+            pass
+    except ConnectionRefusedError:
+        return f"connection refused by {peer.host}:{peer.port} (nothing listens there)"
+    except TimeoutError:
+        return f"no answer from {peer.host}:{peer.port} within {min(timeout, 5.0):.0f} s"
+    except OSError as error:
+        return f"cannot connect to {peer.host}:{peer.port}: {error}"
+    if peer.tls is not None:
+        return f"{peer} accepted the connection but no association (TLS handshake failed?)"
+    return f"{peer} accepted the connection but aborted before an association was made"
 
 
 @dataclass(frozen=True)
@@ -39,14 +91,15 @@ def _associate(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for abstract_syntax, transfer_syntaxes in contexts:
         ae.add_requested_context(abstract_syntax, list(transfer_syntaxes))
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.called_aet)
+    tls_args = (peer.tls, peer.host) if peer.tls is not None else None
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.called_aet, tls_args=tls_args)
     if assoc.is_rejected:
         raise PeerUnavailable(
-            f"{peer.called_aet}@{peer.host}:{peer.port} rejected the association "
+            f"{peer} rejected the association "
             f"(calling AE {peer.calling_aet} unknown to it, or wrong called AE title)"
         )
     if not assoc.is_established:
-        raise PeerUnavailable(f"no association with {peer.called_aet}@{peer.host}:{peer.port}")
+        raise PeerUnavailable(f"no association with {peer}: {_diagnose(peer, timeout)}")
     return assoc
 
 
@@ -77,20 +130,23 @@ def read_files(paths: Sequence[Path]) -> list[pydicom.Dataset]:
 
 def send(peer: Peer, datasets: Sequence[pydicom.Dataset], timeout: float = 30.0) -> SendOutcome:
     """C-STORE every dataset in one association."""
-    # One context per SOP class, offering each dataset's own transfer syntax (so
-    # compressed images go as they are) besides the uncompressed defaults.
-    syntaxes: dict[str, list[str]] = {}
+    # Per SOP class, one context with the uncompressed defaults and one per compressed
+    # transfer syntax the datasets carry: the acceptor picks one syntax per context
+    # (PS3.8 9.3.2.2), so a compressed syntax offered beside the defaults would lose to
+    # them and the compressed dataset could not be sent as it is.
+    contexts: dict[tuple[str, str], list[str]] = {}
     for dataset in datasets:
-        offered = syntaxes.setdefault(str(dataset.SOPClassUID), list(DEFAULT_TRANSFER_SYNTAXES))
+        sop_class = str(dataset.SOPClassUID)
+        contexts.setdefault((sop_class, ""), list(DEFAULT_TRANSFER_SYNTAXES))
         meta = getattr(dataset, "file_meta", None)
         own = (
             str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
         )
-        if own and own not in offered:
-            offered.insert(0, own)
-    if len(syntaxes) > 128:  # PS3.8 9.3.2.2: at most 128 presentation contexts
-        raise InvalidInput(f"{len(syntaxes)} SOP classes do not fit one association")
-    assoc = _associate(peer, list(syntaxes.items()), timeout)
+        if own and own not in DEFAULT_TRANSFER_SYNTAXES:
+            contexts.setdefault((sop_class, own), [own])
+    if len(contexts) > 128:  # PS3.8 9.3.2.2: at most 128 presentation contexts
+        raise InvalidInput(f"{len(contexts)} presentation contexts do not fit one association")
+    assoc = _associate(peer, [(sop, syntaxes) for (sop, _), syntaxes in contexts.items()], timeout)
     failed: list[tuple[str, int]] = []
     sent = 0
     try:

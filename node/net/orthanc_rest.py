@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -30,6 +30,9 @@ class InstanceTags:
     Modality: str
     PresentationIntentType: str
     Manufacturer: str
+    # Every simplified tag of the instance (sequences as lists of dicts): exam assembly reads
+    # laterality and view from wherever the modality put them (node.inference.views).
+    header: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class OrthancRest:
@@ -88,6 +91,7 @@ class OrthancRest:
             Modality=text("Modality"),
             PresentationIntentType=text("PresentationIntentType"),
             Manufacturer=text("Manufacturer"),
+            header=tags if isinstance(tags, dict) else {},
         )
 
     def study_instance_count(self, study_instance_uid: str) -> int:

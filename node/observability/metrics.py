@@ -32,6 +32,23 @@ class _JobStateCollector(Collector):
         yield GaugeMetricFamily("mammo_node_queue_depth", "Jobs waiting for a worker", value=depth)
 
 
+class _DeliveryCollector(Collector):
+    """Deliveries by destination (a configured name) and state, read at scrape time."""
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "mammo_node_deliveries",
+            "Result deliveries by destination and state (dead_letter: gave up)",
+            labels=["destination", "state"],
+        )
+        for (destination, state), count in sorted(self._counts().items()):
+            family.add_metric([destination, state], count)
+        yield family
+
+
 class NodeMetrics:
     def __init__(self, counts: Callable[[], Mapping[JobState, int]]) -> None:
         self.registry = CollectorRegistry()
@@ -68,6 +85,9 @@ class NodeMetrics:
             registry=self.registry,
         )
         self.model_info = Info("mammo_node_model", "The live model", registry=self.registry)
+
+    def watch_deliveries(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self.registry.register(_DeliveryCollector(counts))
 
     def set_model(self, model_id: str, version: str) -> None:
         self.model_info.info({"model_id": model_id, "version": version})

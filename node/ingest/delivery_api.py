@@ -1,0 +1,47 @@
+"""Delivery routes of the node's API: what each destination got, and the dead letters.
+
+No ``from __future__ import annotations`` here: FastAPI reads the annotations at run time.
+"""
+
+from typing import Any, Protocol
+
+from fastapi import FastAPI, HTTPException
+from fastapi.params import Depends
+
+from node.errors import InvalidTransition, MammoNodeError
+from node.jobs.deliveries import Deliveries, DeliveryState, delivery_summary
+
+
+class DeliveryServices(Protocol):
+    deliveries: Deliveries
+
+
+def job_deliveries(node: DeliveryServices, job_id: int) -> dict[str, Any]:
+    """For the job view: every delivery and one word for them all (dead_letter wins)."""
+    deliveries = node.deliveries.for_job(job_id)
+    return {
+        "delivery": delivery_summary(deliveries),
+        "deliveries": [d.view() for d in deliveries],
+    }
+
+
+def add_delivery_routes(app: FastAPI, node: DeliveryServices, auth: Depends) -> None:
+    @app.get("/api/v1/deliveries", dependencies=[auth])
+    def list_deliveries(
+        state: DeliveryState | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Deliveries, newest first; ``?state=dead_letter`` lists what needs an administrator."""
+        limit = max(1, min(limit, 1000))
+        return [{"job_id": d.job_id, **d.view()} for d in node.deliveries.recent(state, limit)]
+
+    @app.post("/api/v1/jobs/{job_id}/deliveries/{destination}/resend", dependencies=[auth])
+    def resend(job_id: int, destination: str) -> dict[str, Any]:
+        """Send a dead-lettered delivery again (fresh attempts, from the outbox)."""
+        try:
+            return node.deliveries.resend(job_id, destination).view()
+        except KeyError as error:
+            raise HTTPException(404, str(error)) from error
+        except InvalidTransition as error:
+            raise HTTPException(409, str(error)) from error
+        except MammoNodeError as error:
+            raise HTTPException(409, str(error)) from error

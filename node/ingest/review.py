@@ -1,0 +1,89 @@
+"""API routes for model versions (live, shadow, agreement) and radiologists' feedback.
+
+Added to the node's API by ``create_api``; the same authentication as every /api/v1 route.
+No ``from __future__ import annotations`` here: FastAPI reads the annotations at run time.
+"""
+
+import logging
+from dataclasses import asdict
+from typing import Any, Literal, Protocol
+
+from fastapi import FastAPI, HTTPException
+from fastapi.params import Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.feedback import Feedback, FeedbackStore, InvalidFeedback, JobNotReviewable
+from node.inference.lifecycle import LifecycleError, ModelLifecycle
+from node.inference.registry import InvalidModelConfig
+from node.jobs.shadow import ShadowStore
+
+log = logging.getLogger(__name__)
+
+
+class ReviewServices(Protocol):
+    """What these routes need of the running node."""
+
+    feedback: FeedbackStore
+    shadow_results: ShadowStore
+    lifecycle: ModelLifecycle
+
+    @property
+    def running_models(self) -> dict[str, str | None]: ...
+
+
+class FeedbackIn(BaseModel):
+    """A radiologist's verdict on one job's result (the exam, or one finding of it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: int = Field(ge=1)
+    agree: bool
+    finding: int = Field(0, ge=0, description="0: the exam; N: finding N in image order")
+    birads: int | None = Field(None, ge=0, le=6, description="final BI-RADS assessment")
+    pathology: Literal["benign", "malignant", "none"] | None = None
+    satisfaction: int | None = Field(None, ge=1, le=5)
+    comment: str | None = Field(None, max_length=2000)
+
+
+def add_review_routes(app: FastAPI, node: ReviewServices, auth: Depends) -> None:
+    @app.get("/api/v1/models", dependencies=[auth])
+    def models() -> dict[str, Any]:
+        try:
+            entries = node.lifecycle.models()
+            state = node.lifecycle.read() if node.lifecycle.path.exists() else None
+        except (LifecycleError, InvalidModelConfig) as error:
+            raise HTTPException(500, str(error)) from error
+        return {
+            "running": node.running_models,
+            "live": state.live if state else None,
+            "shadow": state.shadow if state else None,
+            "models": [
+                asdict(entry) | {"evaluation_summary": entry.evaluation.describe()}
+                for entry in entries
+            ],
+            "shadow_agreement": [
+                asdict(pair) | {"ratio": round(pair.ratio, 4)}
+                for pair in node.shadow_results.agreement()
+            ],
+            "history": [asdict(entry) for entry in state.history] if state else [],
+        }
+
+    @app.post("/api/v1/feedback", status_code=201, dependencies=[auth])
+    def feedback(body: FeedbackIn) -> dict[str, Any]:
+        try:
+            recorded = node.feedback.record(Feedback(**body.model_dump()))
+        except KeyError as error:
+            raise HTTPException(404, f"no job {body.job_id}") from error
+        except JobNotReviewable as error:
+            raise HTTPException(409, str(error)) from error
+        except InvalidFeedback as error:
+            raise HTTPException(422, str(error)) from error
+        log.info("feedback recorded", extra={"job_id": body.job_id, "finding": body.finding})
+        return recorded
+
+    @app.get("/api/v1/jobs/{job_id}/feedback", dependencies=[auth])
+    def job_feedback(job_id: int) -> dict[str, Any]:
+        return {
+            "feedback": node.feedback.for_job(job_id),
+            "shadow": [asdict(r) for r in node.shadow_results.for_job(job_id)],
+        }
