@@ -186,6 +186,7 @@ def load_model(models_dir: Path, ref: str, device: str | None = None) -> LoadedM
         RuntimeError,
         OSError,
         EOFError,
+        IndexError,  # some truncated or foreign files stop the unpickler this way
         pickle.UnpicklingError,
     ) as exc:  # torch reports shape mismatches this way
         raise _fail(weights, f"weights do not fit the network: {exc}") from exc

@@ -1,0 +1,181 @@
+"""``mammo-node models ...`` and ``mammo-node feedback ...``: the model lifecycle and the
+radiologists' feedback, from the command line (wired into node.cli by ``add_parser``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from node.config import Settings, load_settings
+
+RESTART = "The node picks this up when it (re)starts."
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        overrides={
+            "models_dir": getattr(args, "models_dir", None),
+            "data_dir": getattr(args, "data_dir", None),
+        },
+    )
+
+
+def _common(parser: argparse.ArgumentParser, *, data: bool = False) -> None:
+    parser.add_argument("--config", type=Path, help="YAML settings file (also MAMMO_NODE_CONFIG)")
+    parser.add_argument("--models-dir", type=Path, help="the models folder (default ./models)")
+    if data:
+        parser.add_argument("--data-dir", type=Path, help="where the job database lies")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    models = commands.add_parser(
+        "models",
+        help="list model versions; promote, roll back, or run one in shadow mode",
+        description="The live and shadow models are recorded in <models>/registry.yaml with "
+        "the history of every change. A candidate is promoted only when it is not worse than "
+        "the live model on the same locked validation set (margins: setting `promotion`).",
+    )
+    actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="model versions, live/shadow, evaluation summary")
+    _common(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per model")
+    listing.set_defaults(handler=cmd_models_list)
+
+    promote = actions.add_parser("promote", help="make ID/VERSION the live model")
+    _common(promote)
+    promote.add_argument("ref", metavar="ID/VERSION")
+    promote.add_argument("--reason", help="why (recorded in the history)")
+    promote.add_argument(
+        "--force",
+        action="store_true",
+        help="promote although the rule refuses it (needs --reason; recorded)",
+    )
+    promote.set_defaults(handler=cmd_models_promote)
+
+    rollback = actions.add_parser("rollback", help="return to the previous live model")
+    _common(rollback)
+    rollback.add_argument("--reason", help="why (recorded in the history)")
+    rollback.set_defaults(handler=cmd_models_rollback)
+
+    shadow = actions.add_parser(
+        "shadow",
+        help="run ID/VERSION beside the live model without publishing (or --off)",
+        description="Shadow results are stored per job with their agreement with the live "
+        "model (GET /api/v1/models, metric mammo_node_shadow_agreement_ratio).",
+    )
+    _common(shadow)
+    target = shadow.add_mutually_exclusive_group(required=True)
+    target.add_argument("ref", nargs="?", metavar="ID/VERSION")
+    target.add_argument("--off", action="store_true", help="stop shadow mode")
+    shadow.add_argument("--reason", help="why (recorded in the history)")
+    shadow.set_defaults(handler=cmd_models_shadow)
+
+    feedback = commands.add_parser(
+        "feedback",
+        help="record a radiologist's verdict on a job's result, or export labels",
+        description="`feedback JOB_ID --agree|--disagree [...]` records a verdict on the exam "
+        "(or on --finding N, numbered 1..N in image order); `feedback export --out FILE` "
+        "writes the labels (UIDs, model version, labels; no names, no comments) as CSV.",
+    )
+    feedback.add_argument("target", metavar="JOB_ID|export")
+    verdict = feedback.add_mutually_exclusive_group()
+    verdict.add_argument("--agree", dest="agree", action="store_true", default=None)
+    verdict.add_argument("--disagree", dest="agree", action="store_false")
+    feedback.add_argument("--birads", type=int, help="final BI-RADS assessment, 0-6")
+    feedback.add_argument("--pathology", help="pathology outcome: benign, malignant or none")
+    feedback.add_argument("--satisfaction", type=int, help="how useful the result was, 1-5")
+    feedback.add_argument("--finding", type=int, default=0, help="finding number (0: the exam)")
+    feedback.add_argument("--comment", help="free text (kept in the database, never exported)")
+    feedback.add_argument("--out", type=Path, help="export: the CSV file to write")
+    feedback.add_argument("--config", type=Path, help="YAML settings file")
+    feedback.add_argument("--data-dir", type=Path, help="where the job database lies")
+    feedback.set_defaults(handler=cmd_feedback)
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from node.inference.lifecycle import ModelLifecycle
+
+    lifecycle = ModelLifecycle(_settings(args).models_dir)
+    for entry in lifecycle.models():
+        if args.json:
+            print(json.dumps(asdict(entry)))
+            continue
+        marker = "live" if entry.live else "shadow" if entry.shadow else ""
+        print(f"{entry.ref:32s} {marker:6s} {entry.evaluation.describe()}  ({entry.name})")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from node.inference.lifecycle import ModelLifecycle
+
+    settings = _settings(args)
+    entry = ModelLifecycle(settings.models_dir).promote(
+        args.ref, margins=settings.promotion, reason=args.reason, force=args.force
+    )
+    forced = " (FORCED)" if entry.forced else ""
+    print(f"{entry.model} is live{forced}, was {entry.previous}: {entry.reason}. {RESTART}")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from node.inference.lifecycle import ModelLifecycle
+
+    entry = ModelLifecycle(_settings(args).models_dir).rollback(args.reason)
+    print(f"{entry.model} is live again, was {entry.previous}. {RESTART}")
+    return 0
+
+
+def cmd_models_shadow(args: argparse.Namespace) -> int:
+    from node.inference.lifecycle import ModelLifecycle
+
+    entry = ModelLifecycle(_settings(args).models_dir).set_shadow(
+        None if args.off else args.ref, args.reason
+    )
+    state = f"{entry.model} runs in shadow" if entry.model else "shadow mode is off"
+    print(f"{state} (was {entry.previous}). {RESTART}")
+    return 0
+
+
+# -- feedback -----------------------------------------------------------------------------
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from node.feedback import Feedback, FeedbackStore, InvalidFeedback
+    from node.jobs.store import JobStore, create_engine
+
+    export = args.target == "export"
+    if export and args.out is None:
+        raise InvalidFeedback("feedback export needs --out FILE")
+    if not export:
+        if not args.target.isdigit():
+            raise InvalidFeedback(f"expected a job number or 'export', got {args.target!r}")
+        if args.agree is None:
+            raise InvalidFeedback("say --agree or --disagree")
+    settings = _settings(args)
+    engine = create_engine(settings.effective_database_url)
+    store = FeedbackStore(engine, JobStore(engine))
+    if export:
+        rows = store.export_csv(args.out)
+        print(f"wrote {rows} label rows to {args.out}", file=sys.stderr)
+        return 0
+    recorded = store.record(
+        Feedback(
+            job_id=int(args.target),
+            agree=args.agree,
+            finding=args.finding,
+            birads=args.birads,
+            pathology=args.pathology,
+            satisfaction=args.satisfaction,
+            comment=args.comment,
+        )
+    )
+    recorded.pop("comment", None)
+    print(json.dumps(recorded))
+    return 0
