@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-run: setup
+run: setup viewer
 	$(BIN)/mammo-node up --demo
 
-test: setup
+test: setup viewer-test-deps
 	@scripts/install-system-packages.sh $(TEST_APT_PACKAGES)
 	$(BIN)/python -m pytest -q -ra
 
@@ -45,3 +45,26 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The shipped reference model models/mias-unet/1.0.0, reproduced with the project's own commands:
+# import the mini-MIAS dev set (patient-level split) -> report -> train -> evaluate on the
+# held-out patients (figures recorded into its model.yaml and MODEL_CARD.md).
+MIAS ?= ../shared/data/mias-dev
+.PHONY: reference-model
+reference-model: setup
+	$(BIN)/mammo-node data import $(MIAS) --format mias --out var/datasets/mias-dev --dataset-id mias-dev --val-fraction 0.3 --seed 0 --crop-to-breast --force
+	$(BIN)/mammo-node data report var/datasets/mias-dev
+	$(BIN)/mammo-node train --config models/mias-unet/train.yaml
+	$(BIN)/mammo-node evaluate --model mias-unet/1.0.0 --dataset var/datasets/mias-dev --split val --baseline synthetic-unet/0.1.0 --threshold 0.5 --out var/eval/mias-unet-1.0.0 --record
+
+# The browser test (tests/test_viewer.py): OHIF's prebuilt dist, pinned in viewer/package-lock.json
+# and installed without its build-time dependencies, and Debian's Chromium driven by Playwright.
+VIEWER_DIST := viewer/node_modules/@ohif/app/dist/index.html
+BROWSER_APT_PACKAGES := chromium
+.PHONY: viewer viewer-test-deps
+viewer: $(VIEWER_DIST)
+$(VIEWER_DIST): viewer/package.json viewer/package-lock.json
+	cd viewer && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+viewer-test-deps: viewer
+	@scripts/install-system-packages.sh $(BROWSER_APT_PACKAGES)

@@ -15,16 +15,22 @@ from prometheus_client import CollectorRegistry
 from node.config import Destination, Settings
 from node.errors import MammoNodeError
 from node.events import EventBus, JobTransitioned
+from node.feedback import FeedbackStore
+from node.inference.lifecycle import ModelLifecycle, live_model_ref
 from node.inference.registry import load_model
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
+from node.jobs.deliveries import Deliveries, publisher_for
 from node.jobs.pipeline import ExamPipeline
+from node.jobs.shadow import ShadowStore, shadow_runner_for
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore, create_engine
 from node.jobs.worker import Worker
 from node.net.dicomweb import DicomWebClient
 from node.net.orthanc_rest import OrthancRest
 from node.observability.metrics import NodeMetrics
+from node.observability.review_metrics import register_review_metrics
+from node.writers.outputs import BuildOptions
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,9 @@ class Node:
         self.metrics.subscribe(self.bus)
         self.registry: CollectorRegistry = self.metrics.registry
 
-        self.model = load_model(settings.models_dir, settings.model)
+        self.model = load_model(
+            settings.models_dir, live_model_ref(settings.models_dir, settings.model)
+        )
         spec = self.model.spec
         self.metrics.set_model(spec.model_id, spec.version)
 
@@ -58,6 +66,8 @@ class Node:
             settings.routing,
             model_ref=f"{spec.model_id}/{spec.version}",
             max_attempts=settings.max_attempts,
+            expected_views=settings.expected_views,
+            assembly_timeout=settings.assembly_timeout_seconds,
         )
         self.reconciler = Reconciler(self.orthanc, self.store, self.intake)
         source = DicomWebClient(
@@ -68,8 +78,29 @@ class Node:
                 password=settings.http_password,
             )
         )
-        destinations = [DicomWebClient(d) for d in settings.effective_destinations]
-        self.pipeline = ExamPipeline(self.model, source, destinations)
+        # Each destination with its own output selection, retries and dead letter.
+        self.deliveries = Deliveries(
+            self.store,
+            [publisher_for(d) for d in settings.effective_destinations],
+            settings.data_dir / "outbox",
+        )
+        self.metrics.watch_deliveries(self.deliveries.counts)
+        self.pipeline = ExamPipeline(
+            self.model,
+            source,
+            self.deliveries,
+            store=self.store,
+            expected_views=settings.expected_views,
+            options=BuildOptions(language=settings.summary_language),
+        )
+        # Model lifecycle, shadow mode and feedback (node.inference.lifecycle, node.feedback).
+        self.lifecycle = ModelLifecycle(settings.models_dir)
+        self.feedback = FeedbackStore(self.store.engine, self.store)
+        self.shadow_results = ShadowStore(self.store.engine)
+        self.pipeline.shadow = shadow_runner_for(
+            settings.models_dir, f"{spec.model_id}/{spec.version}", self.shadow_results
+        )
+        register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
         self.workers = [
             Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
         ]
@@ -96,6 +127,7 @@ class Node:
         for index, worker in enumerate(self.workers):
             self._spawn(f"worker-{index}", worker.run, self._stop)
         self._spawn("reconciler", self._reconcile_loop)
+        self._spawn("deliveries", self.deliveries.run, self._stop, self.settings.poll_seconds)
         log.info(
             "node started",
             extra={
@@ -127,6 +159,15 @@ class Node:
         log.info("node stopped")
 
     # -- services for the API -------------------------------------------------------------
+
+    @property
+    def running_models(self) -> dict[str, str | None]:
+        """The models this process runs (the registry may have changed since it started)."""
+        shadow = self.pipeline.shadow
+        return {
+            "live": f"{self.model.spec.model_id}/{self.model.spec.version}",
+            "shadow": shadow.ref if shadow is not None else None,
+        }
 
     def stable_study(self, orthanc_study_id: str) -> None:
         try:

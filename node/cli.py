@@ -33,6 +33,11 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-port", type=int, help="the node's API and /metrics port (default 8000)"
     )
+    parser.add_argument(
+        "--viewer-port",
+        type=int,
+        help="the OHIF viewer's port, when `make viewer` installed it (default 3000; 0: off)",
+    )
     parser.add_argument("--aet", help="the node's AE title (default MAMMONODE)")
     parser.add_argument("--model", help="model id or id/version in the models folder")
     parser.add_argument("--workers", type=int, help="inference workers in this process (default 1)")
@@ -41,7 +46,16 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("data_dir", "dicom_port", "http_port", "api_port", "aet", "model", "workers")
+        for name in (
+            "data_dir",
+            "dicom_port",
+            "http_port",
+            "api_port",
+            "viewer_port",
+            "aet",
+            "model",
+            "workers",
+        )
     }
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
@@ -120,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_variants(commands)
+    from node.datasets.cli import add_parser as add_data
+    from node.evaluation.cli import add_parser as add_evaluate
+    from node.training.cli import add_parser as add_train
+
+    add_data(commands)
+    add_train(commands)
+    add_evaluate(commands)
+    from node.review_cli import add_parser as add_review
+
+    add_review(commands)  # models list|promote|rollback|shadow, feedback
+    from node.destinations_cli import add_parser as add_echo
+
+    add_echo(commands)  # echo DEST
     return parser
 
 
@@ -162,6 +189,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
     node = None
     server = None
     server_thread = None
+    viewer = None
     try:
         if orthanc is not None:
             orthanc.start()
@@ -178,6 +206,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
         server = uvicorn.Server(config)
         server_thread = threading.Thread(target=server.run, name="api", daemon=True)
         server_thread.start()
+        viewer = _start_viewer(settings) if embedded else None
         print(
             f"mammo-node ready: DICOM {settings.aet}@127.0.0.1:{settings.dicom_port}, "
             f"Orthanc {settings.orthanc_base_url}, API http://{settings.api_host}:{settings.api_port} "
@@ -185,9 +214,12 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if viewer is not None:
+            print(f"OHIF viewer: {viewer.url}", file=sys.stderr, flush=True)
         if getattr(args, "demo", False):
+            viewer_url = viewer.url if viewer is not None else None
             threading.Thread(
-                target=_demo, args=(settings, node, stop), name="demo", daemon=True
+                target=_demo, args=(settings, node, stop, viewer_url), name="demo", daemon=True
             ).start()
         while not stop.is_set():
             if orthanc is not None and not orthanc.is_running():
@@ -199,6 +231,8 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
             stop.wait(0.5)
         return 0
     finally:
+        if viewer is not None:
+            viewer.stop()
         if server is not None:
             server.should_exit = True
         if node is not None:
@@ -209,7 +243,26 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
             orthanc.stop(timeout=8.0)
 
 
-def _demo(settings: Settings, node: Any, stop: threading.Event) -> None:
+def _start_viewer(settings: Settings) -> Any:
+    """The OHIF viewer beside the embedded Orthanc, when `make viewer` installed it."""
+    from node.viewer import ViewerNotInstalled, ViewerServer
+
+    if not settings.viewer_port:
+        return None
+    try:
+        return ViewerServer(
+            settings.orthanc_base_url,
+            (settings.http_user, settings.http_password),
+            port=settings.viewer_port,
+        ).start()
+    except ViewerNotInstalled as error:
+        log.info("no OHIF viewer: %s", error)
+    except OSError as error:
+        log.warning("OHIF viewer not started on port %s: %s", settings.viewer_port, error)
+    return None
+
+
+def _demo(settings: Settings, node: Any, stop: threading.Event, viewer_url: str | None) -> None:
     """Send a synthetic exam as MODALITY1, wait for its results, print where to see them."""
     from node.jobs.states import JobState
     from node.net.dimse import Peer, send
@@ -257,7 +310,12 @@ def _demo(settings: Settings, node: Any, stop: threading.Event) -> None:
             print(
                 f"demo: results are in Orthanc: {base}/app/explorer.html#study?uuid={job.payload['orthanc_study_id']}\n"
                 f"      DICOMweb: {base}/dicom-web/studies/{study_uid}  job: http://{settings.api_host}:{settings.api_port}/api/v1/jobs/{job.id}\n"
-                f"      metrics: http://{settings.api_host}:{settings.api_port}/metrics   (Ctrl-C stops the node)",
+                f"      metrics: http://{settings.api_host}:{settings.api_port}/metrics   (Ctrl-C stops the node)"
+                + (
+                    f"\n      OHIF viewer: {viewer_url}/viewer?StudyInstanceUIDs={study_uid}"
+                    if viewer_url
+                    else ""
+                ),
                 file=sys.stderr,
                 flush=True,
             )
@@ -267,11 +325,14 @@ def _demo(settings: Settings, node: Any, stop: threading.Event) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from node.inference.lifecycle import live_model_ref
     from node.inference.predict import predict_paths
     from node.inference.registry import load_model
 
     settings = load_settings(args.config)
-    model = load_model(settings.models_dir, args.model or settings.model)
+    model = load_model(
+        settings.models_dir, live_model_ref(settings.models_dir, args.model or settings.model)
+    )
     failures = 0
     for row in predict_paths(args.files, model):
         failures += "error" in row

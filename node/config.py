@@ -167,6 +167,7 @@ class Settings:
     http_port: int = 8042
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    viewer_port: int = 3000  # OHIF + read-only DICOMweb proxy (when installed); 0: off
     http_user: str = "mammo"
     http_password: str = ""  # generated at start-up when empty
     api_token: str = ""  # shared secret of the Orthanc plugin -> node calls; generated when empty
@@ -203,6 +204,8 @@ class Settings:
             )
         for name in ("dicom_port", "http_port", "api_port"):
             validate_port(name, getattr(self, name))
+        if self.viewer_port:
+            validate_port("viewer_port", self.viewer_port)
         for modality in self.modalities:
             validate_ae_title(modality.aet)
             validate_port(f"modality {modality.aet} port", modality.port)

@@ -60,7 +60,12 @@ def test_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_orthanc
 def test_up_serves_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    ports = {"--dicom-port": free_port(), "--http-port": free_port(), "--api-port": free_port()}
+    ports = {
+        "--dicom-port": free_port(),
+        "--http-port": free_port(),
+        "--api-port": free_port(),
+        "--viewer-port": free_port(),
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMO_NODE_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "up", "--data-dir", str(tmp_path),

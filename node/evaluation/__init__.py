@@ -1,0 +1,1 @@
+"""Evaluation of a model folder on a dataset split it never trained on."""

@@ -1,0 +1,138 @@
+"""model.yaml and MODEL_CARD.md of a trained model, in the registry's strict format.
+
+``node.inference.registry`` loads what this writes unchanged; ``evaluation`` (a free mapping
+in model.yaml) records what the model was trained on (dataset id, splits, images) so that
+``mammo-node evaluate`` can refuse to score a model on its own training images, and later the
+validation figures ``evaluate --record`` measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from node.inference.registry import MANUFACTURER, PREPROCESSING, device_uid
+from node.training.config import TrainConfig
+
+TRAINING_IMAGES = "training_images.csv"
+
+
+def model_yaml(
+    config: TrainConfig, trained_on: dict[str, Any], op: float, training: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": config.model_id,
+        "version": config.version,
+        "name": config.name,
+        "manufacturer": MANUFACTURER,
+        "device_uid": device_uid(config.model_id, config.version),
+        "network": {
+            "architecture": "LesionNet",
+            "kwargs": {"features": list(config.features), "top_k": config.top_k},
+        },
+        "input_size": list(config.input_size),
+        "preprocessing": dict(PREPROCESSING),
+        "operating_point": round(op, 4),
+        "finding_threshold": config.finding_threshold,
+        "training_data": config.training_data or f"dataset {trained_on['dataset_id']}",
+        "intended_use": config.intended_use,
+        "licence": config.licence,
+        "evaluation": {"trained_on": trained_on, "training": training},
+    }
+
+
+def read_model_yaml(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((folder / "model.yaml").read_text(encoding="utf-8"))
+    return data
+
+
+def write_model_yaml(folder: Path, spec: dict[str, Any]) -> None:
+    (folder / "model.yaml").write_text(
+        yaml.safe_dump(spec, sort_keys=False, width=100), encoding="utf-8"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, float) for v in value):
+        return f"{value[0]:.3f}–{value[1]:.3f}"
+    return str(value)
+
+
+def render_card(folder: Path) -> str:
+    """MODEL_CARD.md from model.yaml (and its recorded validation, when there is one)."""
+    spec = read_model_yaml(folder)
+    ev = spec["evaluation"]
+    trained, training = ev["trained_on"], ev["training"]
+    rows, cols = spec["input_size"]
+    size_kb = (folder / "weights.pt").stat().st_size // 1024
+    lines = [
+        f"# {spec['name']} — `{spec['id']}` {spec['version']}",
+        "",
+        "**NOT FOR CLINICAL USE.** Trained on a tiny public research data set; its figures have",
+        "wide confidence intervals and say nothing about performance in a screening population.",
+        "",
+        "## What it is",
+        f"A small 2-D U-Net (MONAI `BasicUNet`, features {spec['network']['kwargs']['features']},",
+        f"{size_kb} kB of weights) giving a lesion heatmap; the image score is a Platt-scaled",
+        f"sigmoid of the mean of the top-{spec['network']['kwargs']['top_k']} heatmap logits.",
+        f"Input: presentation pixels, breast turned chest wall left by laterality, scaled to {rows}x{cols}",
+        "keeping the aspect ratio, divided by the median tissue value (`node.inference.runner.prepare`,",
+        "the same function the node serves with).",
+        f"Positive class: **{' + '.join(trained['positive_labels'])}** (vs the rest).",
+        f"Operating point {spec['operating_point']} (chosen on the training images for sensitivity "
+        f"{training.get('operating_sensitivity')}); finding threshold {spec['finding_threshold']}.",
+        "",
+        "## Training data",
+        spec["training_data"],
+        "",
+        f"- dataset `{trained['dataset_id']}`, splits {trained['splits']}: {trained['images']} images "
+        f"of {trained['patients']} patients ({trained['positives']} positive); the image list with "
+        f"pixel hashes is `{TRAINING_IMAGES}`.",
+        f"- {training['steps']} steps of batch {training['batch_size']} "
+        f"({'balanced positive/negative' if training.get('balance') else 'unbalanced'}), seed "
+        f"{training['seed']}, {training['seconds']} s on {training['device']} "
+        f"({training['threads']} threads); Platt scaling fitted on the training images.",
+        f"- Final training-set AUC {training.get('final_train_auc')} (optimistic by construction).",
+    ]
+    if trained.get("citation"):
+        lines += ["", f"Data citation: {trained['citation']}"]
+    validation = ev.get("validation")
+    lines += ["", "## Validation (patient-level held-out split, never trained on)"]
+    if not validation:
+        lines.append("Not measured yet: run `mammo-node evaluate --record`.")
+    else:
+        lines += [
+            f"Command: `{validation.get('command', '')}`",
+            "",
+            f"{validation['images']} images of {validation['patients']} patients "
+            f"({validation['positives']} positive). 95 % CIs: patient-level bootstrap for AUC, "
+            "Wilson intervals for proportions.",
+            "",
+            "| measure | value | 95 % CI |",
+            "|---|---|---|",
+        ]
+        for name, item in validation["figures"].items():
+            if isinstance(item, dict):
+                lines.append(f"| {name} | {_fmt(item.get('value'))} | {_fmt(item.get('ci'))} |")
+            else:
+                lines.append(f"| {name} | {_fmt(item)} | |")
+    lines += [
+        "",
+        "## Limitations",
+        "- mini-MIAS: digitised film (not digital mammography), MLO views only, 200 µm pixels",
+        "  reduced further to the network's input; 214 images, so every figure is uncertain.",
+        "- Calibration and the operating point were fitted on training images; check the",
+        "  reliability plot and ECE of the evaluation before trusting a probability.",
+        "- Calcifications are a few pixels at this resolution; spread calcifications have no",
+        "  coordinates and teach only the image score.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(folder: Path) -> None:
+    (folder / "MODEL_CARD.md").write_text(render_card(folder), encoding="utf-8")

@@ -1,0 +1,41 @@
+"""``mammo-node train --config FILE``: train a model folder from a dataset folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from node.training.config import load_config
+from node.training.run import run_training
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` to a parent CLI's subcommands."""
+    train = subparsers.add_parser(
+        "train",
+        help="train a lesion-heatmap + image-score model on a dataset folder",
+        description="Train a MONAI LesionNet (lesion heatmap where lesions are located, image "
+        "score for every image) on the train split of a dataset folder (mammo-node data "
+        "import), with mammography augmentation, class-balanced batches, checkpoints and a "
+        "loss/AUC plot; then Platt-calibrate, pick the operating point and write "
+        "models/<id>/<version>/ (model.yaml, weights.pt, MODEL_CARD.md) that the node and "
+        "`mammo-node predict --model ID` load unchanged. Uses a GPU when present.",
+    )
+    train.add_argument(
+        "--config", type=Path, required=True, help="training YAML (see models/mias-unet/train.yaml)"
+    )
+    train.add_argument("--dataset", type=Path, help="dataset folder (overrides the config)")
+    train.add_argument("--out", type=Path, help="models/<id>/<version> (overrides the config)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's checkpoint"
+    )
+    train.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    train.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = load_config(args.config, dataset=args.dataset, out=args.out)
+    summary = run_training(config, resume=args.resume, device_name=args.device)
+    print(json.dumps(summary, indent=2))
+    return 0
