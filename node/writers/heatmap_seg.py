@@ -30,7 +30,7 @@ from node.writers.provenance import (
     contributing_equipment,
     output_uid,
 )
-from node.writers.seg import pair_sources
+from node.writers.seg import fit_for_projection, pair_sources
 
 __all__ = [
     "HEATMAP_SEG_SERIES_DESCRIPTION",
@@ -100,18 +100,11 @@ def _heatmap_segmentation(
         omit_empty_frames=False,
         contributing_equipment=[contributing_equipment(exam.model)],
     )
-    # The same two fixes as the binary SEG (DESIGN.md known traps): Patient Orientation is
-    # Type 2C on a projection image (PS3.3 C.7.6.1.1.1), and OHIF needs a Plane Orientation
-    # functional group to load a SEG over a projection image (PS3.3 C.7.6.16.2.4).
-    seg.PatientOrientation = source.get("PatientOrientation", "")
-    plane = Dataset()
-    plane.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = [plane]
-    return seg
+    return fit_for_projection(seg, source)
 
 
 def build_heatmap_segmentations(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
-    """One FRACTIONAL SEG per source image of ``exam``, all in one deterministic series."""
+    """One FRACTIONAL SEG per source image of ``exam``, each in its own deterministic series."""
     return [
         _heatmap_segmentation(exam, source, image, number)
         for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)

@@ -43,6 +43,7 @@ __all__ = [
     "build_segmentations",
     "finding_mask",
     "finding_tracking",
+    "fit_for_projection",
     "pair_sources",
 ]
 
@@ -197,9 +198,16 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
         omit_empty_frames=False,
         contributing_equipment=[contributing_equipment(exam.model)],
     )
-    # Known traps (DESIGN.md): highdicom omits Patient Orientation on projection images,
-    # a Type 2C error (PS3.3 C.7.6.1.1.1), and OHIF loads a SEG over a projection image only
-    # with a Plane Orientation functional group (PS3.3 C.7.6.16.2.4).
+    return fit_for_projection(seg, source)
+
+
+def fit_for_projection(seg: Dataset, source: Dataset) -> Dataset:
+    """Make a SEG over a projection image (MG) valid and loadable (DESIGN.md known traps).
+
+    highdicom omits Patient Orientation on projection images, a Type 2C error
+    (PS3.3 C.7.6.1.1.1), and OHIF loads a SEG over a projection image only with a Plane
+    Orientation functional group (PS3.3 C.7.6.16.2.4).
+    """
     seg.PatientOrientation = source.get("PatientOrientation", "")
     plane = Dataset()
     plane.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
