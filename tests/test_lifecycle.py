@@ -262,3 +262,21 @@ class TestCommands:
         assert run_command("models", "shadow", "--off", *where) == 0
         assert run_command("models", "rollback", *where) == 0
         assert ModelLifecycle(models).read().live == "demo/1.0.0"
+
+
+def test_reads_the_block_that_evaluate_records() -> None:
+    """`mammo-node evaluate --record` writes evaluation.validation; promotion reads it."""
+    recorded = {
+        "validation": {
+            "dataset_id": "mias-dev",
+            "split": "val",
+            "figures": {
+                "auc": {"value": 0.61, "ci": [0.5, 0.7]},
+                "sensitivity_at_operating_point": {"value": 0.7, "ci": [0.5, 0.8]},
+                "specificity_at_operating_point": {"value": 0.4, "ci": [0.3, 0.6]},
+            },
+        }
+    }
+    summary = EvaluationSummary.from_evaluation(recorded)
+    assert summary == EvaluationSummary("mias-dev/val", 0.61, 0.7, 0.4)
+    assert summary.describe() == "mias-dev/val: AUC 0.610, sens 0.700, spec 0.400"

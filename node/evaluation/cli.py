@@ -137,6 +137,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "patients": summary["patients"],
                 "positives": summary["positives"],
                 "figures": _figures(summary),
+                "baseline": {
+                    "model": report["baseline"]["model"],
+                    "auc": report["baseline"]["auc"]["value"],
+                    "ci": report["baseline"]["auc"]["ci"],
+                }
+                if report["baseline"]
+                else None,
             }
         )
         write_model_yaml(model.folder.path, spec)

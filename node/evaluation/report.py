@@ -131,9 +131,14 @@ def plot_roc(models: Sequence[ScoredModel], path: Path) -> None:
     for model in models:
         scores, labels = _arrays(model, positive_labels(model))
         fpr, tpr = roc_curve(scores, labels)
-        ax.plot(fpr, tpr, label=model.ref)
+        (line,) = ax.plot(fpr, tpr, label=model.ref)
         op = model.folder.spec.operating_point
-        ax.plot([(scores[~labels] >= op).mean()], [(scores[labels] >= op).mean()], "o")
+        ax.plot(
+            [(scores[~labels] >= op).mean()],
+            [(scores[labels] >= op).mean()],
+            "o",
+            color=line.get_color(),
+        )
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")

@@ -10,7 +10,18 @@ reviewed like them::
        previous: null, reason: ..., forced: false}
 
 A candidate becomes live only when it is not worse than the live model on the same locked
-validation set, as recorded in the ``evaluation`` block of each model.yaml::
+validation set, as recorded in the ``evaluation`` block of each model.yaml, either as
+``mammo-node evaluate --record`` writes it (the set is ``dataset_id/split``)::
+
+    evaluation:
+      validation:
+        dataset_id: mias-dev
+        split: val
+        figures:
+          auc: {value: 0.87, ci: [0.80, 0.93]}
+          sensitivity_at_operating_point: {value: 0.80, ci: [...]}
+
+or in the short form::
 
     evaluation:
       locked_set: mias-locked-v1      # id of the locked validation set
@@ -107,6 +118,10 @@ class EvaluationSummary:
 
     @classmethod
     def from_evaluation(cls, evaluation: Mapping[str, Any]) -> EvaluationSummary:
+        validation = evaluation.get("validation")
+        if isinstance(validation, Mapping):
+            return cls._from_recorded(validation)
+
         def number(key: str) -> float | None:
             value = evaluation.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -119,6 +134,30 @@ class EvaluationSummary:
             auc=number("auc"),
             sensitivity=number("sensitivity_at_operating_point"),
             specificity=number("specificity_at_operating_point"),
+        )
+
+    @classmethod
+    def _from_recorded(cls, validation: Mapping[str, Any]) -> EvaluationSummary:
+        """The block ``mammo-node evaluate --record`` writes (node/evaluation)."""
+        figures = validation.get("figures")
+        figures = figures if isinstance(figures, Mapping) else {}
+
+        def value(key: str) -> float | None:
+            entry = figures.get(key)
+            number = entry.get("value") if isinstance(entry, Mapping) else entry
+            if isinstance(number, int | float) and not isinstance(number, bool):
+                return float(number)
+            return None
+
+        dataset, split = validation.get("dataset_id"), validation.get("split")
+        locked = (
+            f"{dataset}/{split}" if isinstance(dataset, str) and isinstance(split, str) else None
+        )
+        return cls(
+            locked_set=locked,
+            auc=value("auc"),
+            sensitivity=value("sensitivity_at_operating_point"),
+            specificity=value("specificity_at_operating_point"),
         )
 
     def describe(self) -> str:

@@ -93,7 +93,12 @@ def render_card(folder: Path) -> str:
         f"of {trained['patients']} patients ({trained['positives']} positive); the image list with "
         f"pixel hashes is `{TRAINING_IMAGES}`.",
         f"- {training['steps']} steps of batch {training['batch_size']} "
-        f"({'balanced positive/negative' if training.get('balance') else 'unbalanced'}), seed "
+        + (
+            f"of {training['crop'][0]}x{training['crop'][1]} lesion-centred crops "
+            if training.get("crop")
+            else "of whole images "
+        )
+        + f"({'balanced positive/negative' if training.get('balance') else 'unbalanced'}), seed "
         f"{training['seed']}, {training['seconds']} s on {training['device']} "
         f"({training['threads']} threads); Platt scaling fitted on the training images.",
         f"- Final training-set AUC {training.get('final_train_auc')} (optimistic by construction).",
@@ -115,6 +120,13 @@ def render_card(folder: Path) -> str:
             "| measure | value | 95 % CI |",
             "|---|---|---|",
         ]
+        if validation.get("baseline"):
+            base = validation["baseline"]
+            lines.insert(
+                len(lines) - 2,
+                f"Baseline on the same images: `{base['model']}`, AUC {_fmt(base['auc'])} "
+                f"({_fmt(base['ci'])}).\n",
+            )
         for name, item in validation["figures"].items():
             if isinstance(item, dict):
                 lines.append(f"| {name} | {_fmt(item.get('value'))} | {_fmt(item.get('ci'))} |")
@@ -127,8 +139,16 @@ def render_card(folder: Path) -> str:
         "  reduced further to the network's input; 214 images, so every figure is uncertain.",
         "- Calibration and the operating point were fitted on training images; check the",
         "  reliability plot and ECE of the evaluation before trusting a probability.",
-        "- Calcifications are a few pixels at this resolution; spread calcifications have no",
-        "  coordinates and teach only the image score.",
+        "- Calcifications are a few pixels at this resolution. Abnormal images without lesion",
+        "  coordinates (spread calcifications) "
+        + (
+            "were left out (crops need a location)."
+            if training.get("crop")
+            else "teach only the image score."
+        ),
+        "- Served images must look like the training images: the node's digital mammograms have",
+        "  the breast against the chest-wall edge; film scans with margins (raw mini-MIAS PNGs)",
+        "  need `data import --crop-to-breast` first, or they are out of distribution.",
         "",
     ]
     return "\n".join(lines)

@@ -97,6 +97,7 @@ def run_training(
     training = {
         "steps": config.steps,
         "batch_size": config.batch_size,
+        "crop": list(config.crop) if config.crop else None,
         "balance": config.balance,
         "seed": config.seed,
         "threads": config.threads,
