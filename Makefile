@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools poppler-utils
 # Only the tests need these: a PostgreSQL server for the job store's PostgreSQL tests.
 TEST_APT_PACKAGES := postgresql
+LINTED := node orthanc tests bench
 
 .PHONY: setup system-packages run test test-fast lint typecheck check clean
 
@@ -27,16 +28,20 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup viewer
 	$(BIN)/mammo-node up --demo
 
+# The one test command (README, .ci/run): lint and types can fail the build too.
 test: setup viewer-test-deps
 	@scripts/install-system-packages.sh $(TEST_APT_PACKAGES)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
 lint: setup
-	$(BIN)/ruff check node orthanc tests bench
-	$(BIN)/ruff format --check node orthanc tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: setup
 	$(BIN)/mypy

@@ -68,12 +68,22 @@ def test_up_serves_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMO_NODE_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "up", "--data-dir", str(tmp_path),
-         *[str(x) for pair in ports.items() for x in pair]],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            *[str(x) for pair in ports.items() for x in pair],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     api = f"http://127.0.0.1:{ports['--api-port']}"
     try:
+
         def healthy() -> bool:
             assert process.poll() is None, "mammo-node up exited"
             try:
@@ -94,7 +104,9 @@ def test_up_serves_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
         assert time.monotonic() - started < 15
         stderr = process.stderr.read().decode() if process.stderr else ""
         assert "generated password" in stderr
-        leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "orthanc.json")], capture_output=True)
+        leftover = subprocess.run(
+            ["pgrep", "-f", str(tmp_path / "orthanc.json")], capture_output=True
+        )
         assert leftover.stdout == b"", "Orthanc still running"
         with pytest.raises(httpx.HTTPError):
             httpx.get(orthanc + "/system", timeout=2)

@@ -34,7 +34,9 @@ def test_queue_depth_counts_queued_and_retry() -> None:
 
 def test_every_dashboard_metric_exists() -> None:
     text = exercised_metrics()
-    exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
+    exposed = {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")
+    }
     dashboard = json.loads(DASHBOARD.read_text())
     used = {
         name
