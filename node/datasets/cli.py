@@ -26,6 +26,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = data.add_subparsers(dest="data_command", required=True)
 
+    fetch = commands.add_parser(
+        "fetch",
+        help="retrieve studies from a PACS (DICOMweb QIDO-RS + WADO-RS) into a folder to import",
+        description="Retrieve every instance of the given studies from a configured DICOMweb "
+        "destination (default: the embedded Orthanc) into OUT/study-NNNN/NNNN.dcm. The files "
+        "are NOT de-identified yet: run `mammo-node data import OUT --format dicom` next, and "
+        "keep OUT on the hospital's side.",
+    )
+    fetch.add_argument(
+        "--from",
+        dest="source_name",
+        default="orthanc",
+        metavar="DEST",
+        help="a DICOMweb destination name from the config",
+    )
+    fetch.add_argument(
+        "--study",
+        action="append",
+        default=[],
+        metavar="UID",
+        help="StudyInstanceUID to fetch (repeatable)",
+    )
+    fetch.add_argument(
+        "--studies-file",
+        type=Path,
+        metavar="FILE",
+        help="a file with one StudyInstanceUID per line",
+    )
+    fetch.add_argument("--out", type=Path, required=True, metavar="OUT")
+    fetch.add_argument("--config", type=Path, help="YAML settings file (also MAMMO_NODE_CONFIG)")
+    fetch.set_defaults(handler=cmd_fetch)
+
     imp = commands.add_parser(
         "import",
         help="import SRC into a dataset folder, with de-identification and quality control",
@@ -163,3 +195,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"wrote {(args.out or args.dataset) / 'report.png'} and report.json")
     return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """``data fetch``: studies from a PACS into a folder for ``data import``."""
+    from node.config import load_settings
+    from node.datasets.pacs import fetch_studies
+    from node.errors import ConfigError
+    from node.net.dicomweb import DicomWebClient
+
+    studies = list(args.study)
+    if args.studies_file is not None:
+        studies += [
+            line.strip() for line in args.studies_file.read_text().splitlines() if line.strip()
+        ]
+    if not studies:
+        raise ConfigError("give at least one --study UID or a --studies-file")
+    settings = load_settings(args.config)
+    destination = settings.destination(args.source_name)
+    if destination.kind != "dicomweb":
+        raise ConfigError(
+            f"{destination.name} is a {destination.kind} destination; fetch needs DICOMweb"
+        )
+    with DicomWebClient(destination) as client:
+        outcome = fetch_studies(client, studies, args.out)
+    print(f"fetched {len(outcome.files)} instances into {args.out}")
+    for uid in outcome.missing_studies:
+        print(f"not found: study {uid}")
+    for uid, reason in outcome.failed:
+        print(f"failed: {uid}: {reason}")
+    return 1 if outcome.missing_studies or outcome.failed else 0

@@ -95,6 +95,27 @@ class DicomWebClient:
                 f"instance {sop_instance_uid} is not readable DICOM: {error}"
             ) from error
 
+    def search_instances(self, study_instance_uid: str) -> list[tuple[str, str]]:
+        """QIDO-RS SearchForInstances in one study (PS3.18 10.6): (series, SOP instance) UIDs."""
+        response = self._request(
+            "GET",
+            f"/studies/{study_instance_uid}/instances",
+            headers={"Accept": "application/dicom+json"},
+        )
+        if response.status_code == 204 or (response.status_code == 200 and not response.content):
+            return []
+        if response.status_code != 200:
+            raise InvalidInput(
+                f"{self.destination.name}: QIDO-RS answered HTTP {response.status_code}"
+            )
+        found = []
+        for item in response.json():
+            series = item.get("0020000E", {}).get("Value", [""])[0]  # SeriesInstanceUID
+            sop = item.get("00080018", {}).get("Value", [""])[0]  # SOPInstanceUID
+            if series and sop:
+                found.append((str(series), str(sop)))
+        return found
+
     def store(self, datasets: Sequence[pydicom.Dataset]) -> StoreOutcome:
         """STOW-RS (PS3.18 10.5); instances the peer already holds count as stored."""
         body, content_type = build_related(dataset_bytes(ds) for ds in datasets)
