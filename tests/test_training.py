@@ -18,10 +18,12 @@ from node.datasets.manifest import (
     write_dataset_info,
     write_manifest,
 )
+from node.inference.network import LesionNet
 from node.inference.registry import load_model
 from node.inference.runner import prepare
 from node.training import loop
 from node.training.config import load_config
+from node.training.cv import patient_folds
 from node.training.data import lesion_target, load_samples
 from node.training.errors import TrainingError
 from node.training.run import run_training
@@ -197,3 +199,63 @@ def test_shipped_reference_model_is_served_and_documented() -> None:
     card = (REFERENCE / "MODEL_CARD.md").read_text()
     assert "NOT FOR CLINICAL USE" in card and "Suckling" in card and "95 % CI" in card
     assert (REFERENCE / "weights.pt").stat().st_size < 5_000_000
+
+
+def test_patient_folds_keep_a_woman_together_and_spread_positives(tmp_path: Path) -> None:
+    records = read_manifest(make_dataset(tmp_path / "ds", patients=10))
+    folds = patient_folds(records, 3, seed=0)
+    by_patient: dict[str, set[int]] = {}
+    for record, fold in zip(records, folds, strict=True):
+        by_patient.setdefault(record.patient_id, set()).add(fold)
+    assert all(len(f) == 1 for f in by_patient.values())
+    positive_folds = {f for r, f in zip(records, folds, strict=True) if r.label != "normal"}
+    assert positive_folds == {0, 1, 2}
+    assert folds == patient_folds(records, 3, seed=0)
+    with pytest.raises(TrainingError, match="at least 2"):
+        patient_folds(records, 1, seed=0)
+
+
+def test_lesion_net_options_are_additive() -> None:
+    plain = LesionNet((4, 4, 8, 8, 16, 4), top_k=4)
+    both = LesionNet((4, 4, 8, 8, 16, 4), top_k=4, global_head=True, flip_average=True)
+    extra = set(both.state_dict()) - set(plain.state_dict())
+    assert extra == {"global_head.weight", "global_head.bias"}
+    both.load_state_dict(plain.state_dict(), strict=False)  # old weights fit the new trunk
+    both.eval()
+    image = torch.rand(2, 1, 64, 48)
+    with torch.no_grad():
+        heat, logit = both(image)
+        heat_flipped, logit_flipped = both(image.flip(2))
+    assert heat.shape == (2, 1, 64, 48) and logit.shape == (2,)
+    torch.testing.assert_close(logit, logit_flipped, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(heat, heat_flipped.flip(2), rtol=1e-4, atol=1e-5)
+
+
+def test_cross_validation_is_recorded_and_the_model_served(tmp_path: Path) -> None:
+    dataset = make_dataset(tmp_path / "ds", patients=10)
+    out = tmp_path / "models" / "tiny" / "0.2.0"
+    options = {
+        "cv_folds": 2,
+        "global_head": True,
+        "flip_average": True,
+        "augment": {"rotate_degrees": 5.0, "erase": 0.5},
+    }
+    config = load_config(write_config(tmp_path / "cv.yaml", dataset, out, **options))
+    only = run_training(config, device_name="cpu", cv_only=True)
+    assert not out.exists() and only["cross_validation"]["folds"] == 2
+    saved = json.loads((config.run_dir / "cv.json").read_text())
+    saved["fold_auc"] = [0.25, 0.75]  # marks the saved result: the same recipe reuses it
+    (config.run_dir / "cv.json").write_text(json.dumps(saved))
+    run_training(config, device_name="cpu")
+    spec = yaml.safe_load((out / "model.yaml").read_text())
+    assert spec["network"]["kwargs"]["global_head"] is True
+    cv = spec["evaluation"]["training"]["cross_validation"]
+    assert cv["images"] == 16 and cv["fold_auc"] == [0.25, 0.75]
+    assert "pooled_auc_without_flip" in cv
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "patient-level folds" in card and "up-down mirror" in card
+    model = load_model(tmp_path / "models", "tiny/0.2.0")
+    pixels = np.asarray(Image.open(dataset / "images" / "s01R.png"), np.float32) / 255
+    assert 0.0 <= model.predict(pixels, "R").score <= 1.0
+    with pytest.raises(TrainingError, match="cv_folds"):
+        load_config(write_config(tmp_path / "bad.yaml", dataset, out, cv_folds=1))

@@ -5,6 +5,8 @@
 - Vertical flip: MLO/CC positioning varies up-down more than anything else.
 - Small affine (rotation, scale, shift): compression and positioning differ between exams.
 - Intensity (scale, gamma, noise): detectors and processing differ between vendors.
+- Random erasing (``erase`` > 0): a few patches of the image set to the median tissue level,
+  so the image score cannot lean on one region only. The heatmap target is left as it is.
 Geometric transforms move the image and its lesion heatmap together.
 """
 
@@ -17,6 +19,7 @@ from monai.transforms import (
     Compose,
     RandAdjustContrastd,
     RandAffined,
+    RandCoarseDropoutd,
     RandCropByPosNegLabeld,
     RandFlipd,
     RandGaussianNoised,
@@ -64,4 +67,16 @@ def build_augment(
         RandAdjustContrastd(keys=["image"], gamma=config.gamma, prob=0.5),
         RandGaussianNoised(keys=["image"], std=config.noise, prob=0.5),
     ]
+    if config.erase > 0:
+        steps.append(
+            RandCoarseDropoutd(
+                keys=["image"],
+                holes=1,
+                max_holes=3,
+                spatial_size=(size[0] // 8, size[1] // 8),
+                max_spatial_size=(size[0] // 4, size[1] // 4),
+                fill_value=0.5,  # prepare scales the median tissue to 0.5
+                prob=config.erase,
+            )
+        )
     return Compose(steps)

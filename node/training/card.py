@@ -19,6 +19,16 @@ from node.training.config import TrainConfig
 TRAINING_IMAGES = "training_images.csv"
 
 
+def network_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """LesionNet's arguments; the options appear only when on, so older folders read the same."""
+    kwargs: dict[str, Any] = {"features": list(config.features), "top_k": config.top_k}
+    if config.global_head:
+        kwargs["global_head"] = True
+    if config.flip_average:
+        kwargs["flip_average"] = True
+    return kwargs
+
+
 def model_yaml(
     config: TrainConfig, trained_on: dict[str, Any], op: float, training: dict[str, Any]
 ) -> dict[str, Any]:
@@ -30,7 +40,7 @@ def model_yaml(
         "device_uid": device_uid(config.model_id, config.version),
         "network": {
             "architecture": "LesionNet",
-            "kwargs": {"features": list(config.features), "top_k": config.top_k},
+            "kwargs": network_kwargs(config),
         },
         "input_size": list(config.input_size),
         "preprocessing": dict(PREPROCESSING),
@@ -68,6 +78,7 @@ def render_card(folder: Path) -> str:
     ev = spec["evaluation"]
     trained, training = ev["trained_on"], ev["training"]
     rows, cols = spec["input_size"]
+    kwargs = spec["network"]["kwargs"]
     size_kb = (folder / "weights.pt").stat().st_size // 1024
     lines = [
         f"# {spec['name']} — `{spec['id']}` {spec['version']}",
@@ -76,9 +87,19 @@ def render_card(folder: Path) -> str:
         "wide confidence intervals and say nothing about performance in a screening population.",
         "",
         "## What it is",
-        f"A small 2-D U-Net (MONAI `BasicUNet`, features {spec['network']['kwargs']['features']},",
+        f"A small 2-D U-Net (MONAI `BasicUNet`, features {kwargs['features']},",
         f"{size_kb} kB of weights) giving a lesion heatmap; the image score is a Platt-scaled",
-        f"sigmoid of the mean of the top-{spec['network']['kwargs']['top_k']} heatmap logits.",
+        f"sigmoid of the mean of the top-{kwargs['top_k']} heatmap logits"
+        + (
+            " plus a linear read-out of the average- and max-pooled U-Net bottleneck."
+            if kwargs.get("global_head")
+            else "."
+        )
+        + (
+            " Heatmap and score are averaged over the image and its up-down mirror image."
+            if kwargs.get("flip_average")
+            else ""
+        ),
         f"Input: presentation pixels, breast turned chest wall left by laterality, scaled to {rows}x{cols}",
         "keeping the aspect ratio, divided by the median tissue value (`node.inference.runner.prepare`,",
         "the same function the node serves with).",
@@ -103,6 +124,25 @@ def render_card(folder: Path) -> str:
         f"({training['threads']} threads); Platt scaling fitted on the training images.",
         f"- Final training-set AUC {training.get('final_train_auc')} (optimistic by construction).",
     ]
+    cv = training.get("cross_validation")
+    if cv:
+        lines += [
+            "",
+            f"## Cross-validation inside the training split ({cv['folds']} patient-level folds)",
+            f"The recipe trained {cv['folds']} times, each time scored on the women it did not "
+            "see (a woman's two breasts always in the same fold); the validation split is not "
+            "used for choosing a recipe.",
+            "",
+            f"- AUC per fold {cv['fold_auc']}, mean {_fmt(cv['mean_fold_auc'])}; all "
+            f"out-of-fold scores pooled {_fmt(cv['pooled_auc'])} (patient-bootstrap 95 % CI "
+            f"{_fmt(cv['pooled_auc_ci'])}).",
+        ]
+        if "mean_fold_auc_without_flip" in cv:
+            lines.append(
+                f"- The same models without up-down flip averaging: mean fold AUC "
+                f"{_fmt(cv['mean_fold_auc_without_flip'])}, pooled "
+                f"{_fmt(cv['pooled_auc_without_flip'])}."
+            )
     if trained.get("citation"):
         lines += ["", f"Data citation: {trained['citation']}"]
     validation = ev.get("validation")

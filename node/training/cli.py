@@ -30,12 +30,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--resume", action="store_true", help="continue from the run folder's checkpoint"
     )
+    train.add_argument(
+        "--cv-only",
+        action="store_true",
+        help="only run the config's patient-level cross-validation (cv_folds) in the train "
+        "splits and print it; writes no model (for choosing a recipe without the val split)",
+    )
     train.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     train.set_defaults(handler=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, dataset=args.dataset, out=args.out)
-    summary = run_training(config, resume=args.resume, device_name=args.device)
+    summary = run_training(
+        config, resume=args.resume, device_name=args.device, cv_only=args.cv_only
+    )
     print(json.dumps(summary, indent=2))
     return 0

@@ -29,6 +29,7 @@ class AugmentConfig:
     intensity: float = 0.2
     gamma: tuple[float, float] = (0.7, 1.4)
     noise: float = 0.02
+    erase: float = 0.0  # probability of blanking 1-3 random patches (random erasing)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class TrainConfig:
     crop: tuple[int, int] | None = None  # None: whole images (image-level-only labels usable)
     features: tuple[int, ...] = (8, 16, 32, 64, 128, 8)
     top_k: int = 16
+    global_head: bool = False  # LesionNet(global_head=...): pooled bottleneck read-out
+    flip_average: bool = False  # LesionNet(flip_average=...): up-down test-time averaging
+    cv_folds: int = 0  # > 1: patient-level cross-validation in the train splits first
     steps: int = 600
     batch_size: int = 8
     learning_rate: float = 3e-3
@@ -129,6 +133,10 @@ def _check(c: TrainConfig, path: Path) -> None:
         problems.append("crop must be [rows, cols], multiples of 16, within input_size")
     if c.steps < 1 or c.batch_size < 2 or c.checkpoint_every < 1 or c.threads < 1:
         problems.append("steps, checkpoint_every, threads must be >= 1 and batch_size >= 2")
+    if c.cv_folds < 0 or c.cv_folds == 1:
+        problems.append("cv_folds must be 0 (none) or >= 2")
+    if not 0.0 <= c.augment.erase <= 1.0:
+        problems.append("augment.erase must lie in [0, 1]")
     if not 0 < c.operating_sensitivity < 1 or not 0 < c.finding_threshold < 1:
         problems.append("operating_sensitivity and finding_threshold must lie in (0, 1)")
     if "not for clinical use" not in c.intended_use.lower():

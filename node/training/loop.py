@@ -75,10 +75,7 @@ def whole_image_logits(
         for start in range(0, len(samples), 16):
             chunk = samples[start : start + 16]
             batch = torch.from_numpy(np.stack([s.image for s in chunk]))[:, None].to(device)
-            heat, logit = network(batch)
-            if raw:
-                flat = heat.flatten(1)
-                logit = flat.topk(min(network.top_k, flat.shape[1]), dim=1).values.mean(1)
+            _, logit = network.raw_score(batch) if raw else network(batch)
             out.append(logit.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -118,7 +115,12 @@ def train(
     config.run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = config.run_dir / CHECKPOINT
     torch.manual_seed(config.seed)
-    network = LesionNet(config.features, top_k=config.top_k).to(device)
+    network = LesionNet(
+        config.features,
+        top_k=config.top_k,
+        global_head=config.global_head,
+        flip_average=config.flip_average,
+    ).to(device)
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )

@@ -20,11 +20,13 @@ from node.datasets.manifest import read_dataset_info, read_manifest
 from node.inference.registry import load_model
 from node.training.card import TRAINING_IMAGES, model_yaml, write_card, write_model_yaml
 from node.training.config import TrainConfig
+from node.training.cv import cross_validate, recipe_fingerprint
 from node.training.data import load_samples
 from node.training.errors import TrainingError
 from node.training.loop import History, calibrate, operating_point, train
 
 CURVES = "training_curves.png"
+CV_RESULT = "cv.json"
 
 
 def plot_history(history: History, path: Path) -> None:
@@ -54,9 +56,17 @@ def plot_history(history: History, path: Path) -> None:
 
 
 def run_training(
-    config: TrainConfig, resume: bool = False, device_name: str | None = None
+    config: TrainConfig,
+    resume: bool = False,
+    device_name: str | None = None,
+    cv_only: bool = False,
 ) -> dict[str, Any]:
-    """Train, calibrate, choose the operating point, write and reload the model folder."""
+    """Train, calibrate, choose the operating point, write and reload the model folder.
+
+    With ``config.cv_folds`` > 1, a patient-level cross-validation in the train splits runs
+    first (``run_dir/cv.json``; a saved one of the same recipe is reused) and is recorded in
+    model.yaml; ``cv_only`` always measures afresh, stops after it and writes no model.
+    """
     torch.set_num_threads(config.threads)
     set_determinism(seed=config.seed)
     device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -71,6 +81,21 @@ def run_training(
             f"no labelled images in splits {list(config.train_splits)} of {config.dataset}"
         )
     samples = load_samples(config.dataset, records, config.input_size, config.positive_labels)
+    cv: dict[str, Any] | None = None
+    if config.cv_folds or cv_only:
+        if config.cv_folds < 2:
+            raise TrainingError("cross-validation needs cv_folds >= 2 in the config")
+        saved = config.run_dir / CV_RESULT
+        if not cv_only and saved.exists():
+            previous = json.loads(saved.read_text(encoding="utf-8"))
+            if previous.get("recipe") == recipe_fingerprint(config, records):
+                cv = previous  # the same recipe's folds, measured by an earlier --cv-only
+        if cv is None:
+            cv = cross_validate(config, records, samples, device)
+            config.run_dir.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(cv, indent=2), encoding="utf-8")
+        if cv_only:
+            return {"cross_validation": cv}
     network, history = train(config, samples, device, resume=resume)
     calibrate(network, samples, device)
     op = operating_point(network, samples, device, config.operating_sensitivity)
@@ -94,7 +119,7 @@ def run_training(
     }
     if config.data_citation:
         trained_on["citation"] = config.data_citation
-    training = {
+    training: dict[str, Any] = {
         "steps": config.steps,
         "batch_size": config.batch_size,
         "crop": list(config.crop) if config.crop else None,
@@ -108,6 +133,8 @@ def run_training(
         "image_scale": round(network.image_scale.item(), 4),
         "image_bias": round(network.image_bias.item(), 4),
     }
+    if cv is not None:
+        training["cross_validation"] = cv
     write_model_yaml(out, model_yaml(config, trained_on, op, training))
     plot_history(history, config.run_dir / CURVES)
     shutil.copyfile(config.run_dir / CURVES, out / CURVES)
