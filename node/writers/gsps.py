@@ -26,12 +26,8 @@ from pydicom.dataset import Dataset
 
 from node.domain import ExamResult, Finding, ImageResult
 from node.writers.provenance import (
-    NODE_DEVICE_SERIAL_NUMBER,
-    NODE_MANUFACTURER,
-    NODE_MODEL_NAME,
-    NODE_SOFTWARE_VERSION,
     NOT_FOR_CLINICAL_USE,
-    contributing_equipment,
+    equipment_arguments,
     output_uid,
 )
 from node.writers.seg import finding_tracking, pair_sources
@@ -147,16 +143,12 @@ def _presentation_state(
         series_number=GSPS_SERIES_NUMBER,
         sop_instance_uid=output_uid(exam, "GSPS", image.source.SOPInstanceUID),
         instance_number=number,
-        manufacturer=NODE_MANUFACTURER,
-        manufacturer_model_name=NODE_MODEL_NAME,
-        software_versions=NODE_SOFTWARE_VERSION,
-        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
+        **equipment_arguments(exam.model),
         content_label="AI_FINDINGS",
         content_description=f"{exam.model.name} {exam.model.version} findings"[:64],
         graphic_annotations=annotations,
         graphic_layers=[_FINDINGS_LAYER, _SUMMARY_LAYER],
         series_description=GSPS_SERIES_DESCRIPTION,
-        contributing_equipment=[contributing_equipment(exam.model)],
     )
     # Laterality (0020,0060) is Type 2C for a paired body part (PS3.3 C.7.3.1): hence one
     # series per breast, each with the breast's laterality.

@@ -22,12 +22,8 @@ from pydicom.sr.codedict import codes
 
 from node.domain import ExamResult, ImageResult
 from node.writers.provenance import (
-    NODE_DEVICE_SERIAL_NUMBER,
-    NODE_MANUFACTURER,
-    NODE_MODEL_NAME,
-    NODE_SOFTWARE_VERSION,
     algorithm_identification,
-    contributing_equipment,
+    equipment_arguments,
     output_uid,
 )
 from node.writers.seg import fit_for_projection, pair_sources
@@ -80,6 +76,7 @@ def _heatmap_segmentation(
         )
     seg = hd.seg.Segmentation(
         source_images=[source],
+        **equipment_arguments(exam.model),
         pixel_array=heatmap.astype(np.float32)[np.newaxis, :, :, np.newaxis],
         segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
@@ -90,15 +87,10 @@ def _heatmap_segmentation(
         series_number=HEATMAP_SEG_SERIES_NUMBER,
         sop_instance_uid=output_uid(exam, "heatmap SEG", image.source.SOPInstanceUID),
         instance_number=number,
-        manufacturer=NODE_MANUFACTURER,
-        manufacturer_model_name=NODE_MODEL_NAME,
-        software_versions=NODE_SOFTWARE_VERSION,
-        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
         content_label="HEATMAP",
         content_description=f"{exam.model.name} {exam.model.version} probability map"[:64],
         series_description=HEATMAP_SEG_SERIES_DESCRIPTION,
         omit_empty_frames=False,
-        contributing_equipment=[contributing_equipment(exam.model)],
     )
     return fit_for_projection(seg, source)
 

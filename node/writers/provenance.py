@@ -7,7 +7,7 @@ Identification, so a reader can tell which algorithm produced what.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import highdicom as hd
 from pydicom.sr.coding import Code
@@ -25,6 +25,7 @@ __all__ = [
     "PROCESSING_EQUIPMENT",
     "algorithm_identification",
     "contributing_equipment",
+    "equipment_arguments",
     "output_uid",
     "sr_algorithm_identification",
 ]
@@ -74,6 +75,18 @@ def contributing_equipment(model: ModelSpec) -> hd.ContributingEquipment:
     )
     item.DeviceUID = model.device_uid  # AIR: one device UID per model version
     return item
+
+
+def equipment_arguments(model: ModelSpec) -> dict[str, Any]:
+    """The node's General Equipment and the model's Contributing Equipment, as the keyword
+    arguments highdicom's SEG, GSPS and SC constructors take: one place says who made an object."""
+    return {
+        "manufacturer": NODE_MANUFACTURER,
+        "manufacturer_model_name": NODE_MODEL_NAME,
+        "software_versions": NODE_SOFTWARE_VERSION,
+        "device_serial_number": NODE_DEVICE_SERIAL_NUMBER,
+        "contributing_equipment": [contributing_equipment(model)],
+    }
 
 
 def algorithm_identification(model: ModelSpec) -> hd.AlgorithmIdentificationSequence:

@@ -27,12 +27,8 @@ from pydicom.sr.coding import Code
 from node.domain import ExamResult, Finding, ImageResult
 from node.uids import derive_uid
 from node.writers.provenance import (
-    NODE_DEVICE_SERIAL_NUMBER,
-    NODE_MANUFACTURER,
-    NODE_MODEL_NAME,
-    NODE_SOFTWARE_VERSION,
     algorithm_identification,
-    contributing_equipment,
+    equipment_arguments,
     output_uid,
 )
 
@@ -179,6 +175,7 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
 
     seg = hd.seg.Segmentation(
         source_images=[source],
+        **equipment_arguments(exam.model),
         pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segments,
@@ -188,15 +185,10 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
         series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=output_uid(exam, "SEG", image.source.SOPInstanceUID),
         instance_number=number,
-        manufacturer=NODE_MANUFACTURER,
-        manufacturer_model_name=NODE_MODEL_NAME,
-        software_versions=NODE_SOFTWARE_VERSION,
-        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
         content_label="LESIONS",
         content_description=f"{exam.model.name} {exam.model.version} lesion masks"[:64],
         series_description=SEG_SERIES_DESCRIPTION,
         omit_empty_frames=False,
-        contributing_equipment=[contributing_equipment(exam.model)],
     )
     return fit_for_projection(seg, source)
 

@@ -24,11 +24,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from node.domain import ExamResult
 from node.writers.locales import DEFAULT_LANGUAGE, Locale, load_locale
 from node.writers.provenance import (
-    NODE_DEVICE_SERIAL_NUMBER,
     NODE_MANUFACTURER,
-    NODE_MODEL_NAME,
     NODE_SOFTWARE_VERSION,
-    contributing_equipment,
+    equipment_arguments,
     output_uid,
 )
 from node.writers.render import draw_mosaic, fitted_font, hang_views, result_text
@@ -123,15 +121,11 @@ def build_summary_image(
         series_number=SC_SERIES_NUMBER,
         sop_instance_uid=_summary_uid(exam, "instance", language),
         instance_number=1,
-        manufacturer=NODE_MANUFACTURER,
+        **equipment_arguments(exam.model),
         # highdicom requires an orientation for PATIENT; replaced below by an empty value.
         patient_orientation=("P", "L"),
         transfer_syntax_uid="1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-        contributing_equipment=[contributing_equipment(exam.model)],
         series_description=SC_SERIES_DESCRIPTION,
-        manufacturer_model_name=NODE_MODEL_NAME,
-        software_versions=NODE_SOFTWARE_VERSION,
-        device_serial_number=NODE_DEVICE_SERIAL_NUMBER,
         specific_character_set=UTF8,
     )
     # PS3.3 C.7.6.1.1.1: a mosaic of differently oriented views has no single Patient
