@@ -20,11 +20,12 @@ import pydicom
 import pytest
 from fontTools.ttLib import TTFont
 from pydicom.dataset import Dataset
+from test_writers import LESIONS, MODEL, SCORES
 from validators import dciodvfy_errors, dciodvfy_output
 
-from node.domain import ExamResult, Finding, ImagePrediction, ImageResult, ModelSpec, SourceImage
+from node.domain import ExamResult, Finding, ImagePrediction, ImageResult
+from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
-from node.uids import derive_uid
 from node.writers.locales import LANGUAGES, load_locale
 from node.writers.outputs import build_outputs
 from node.writers.provenance import NODE_MANUFACTURER
@@ -32,21 +33,7 @@ from node.writers.render import BOLD_FONT_PATH, FONT_PATH, OUTLINE, pdf_font
 from node.writers.report_pdf import MAX_FINDING_ROWS, build_report_pdf
 from node.writers.summary import SUMMARY_TILE, UTF8, build_summary_image
 
-MODEL = ModelSpec(
-    model_id="toy-mammo",
-    version="1.2.0",
-    name="Toy Mammo",
-    manufacturer="mammo-node project",
-    device_uid=derive_uid("toy-mammo", "1.2.0", "device"),
-    intended_use="Research on synthetic data",
-    training_data="synthetic phantoms",
-    operating_point=0.5,
-    finding_threshold=0.4,
-    input_size=(256, 208),
-)
 ROWS, COLUMNS = 256, 208  # half a tile: every view is scaled by exactly 2
-LESIONS = (1, 0, 0, 1)  # on R CC and L MLO (SCREENING_VIEWS order)
-SCORES = {"R CC": 0.83, "L MLO": 0.61}
 HEADER, FOOTER, GAP = 132, 64, 4
 # dciodvfy 2022 lacks DeviceUID in Contributing Equipment (AIR asks for it), and warns that
 # an empty Laterality should be absent or valued: the mosaic shows both breasts.
@@ -61,15 +48,7 @@ def _image(ds: Dataset, truth: tuple[Finding, ...]) -> ImageResult:
         heatmap=np.zeros((ds.Rows, ds.Columns), np.float32),
         findings=[replace(f, score=SCORES[key]) for f in truth],
     )
-    source = SourceImage(
-        StudyInstanceUID=ds.StudyInstanceUID,
-        SeriesInstanceUID=ds.SeriesInstanceUID,
-        SOPInstanceUID=ds.SOPInstanceUID,
-        SOPClassUID=ds.SOPClassUID,
-        ImageLaterality=ds.ImageLaterality,
-        ViewPosition=ds.ViewPosition,
-    )
-    return ImageResult(source, prediction)
+    return ImageResult(source_image(ds), prediction)
 
 
 @functools.cache

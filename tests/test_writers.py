@@ -19,8 +19,8 @@ from node.domain import (
     ImagePrediction,
     ImageResult,
     ModelSpec,
-    SourceImage,
 )
+from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
 from node.uids import derive_uid, is_valid_uid
 from node.writers import (
@@ -72,15 +72,7 @@ def _exam() -> tuple[list[Dataset], ExamResult]:
             heatmap=_heatmap((ds.Rows, ds.Columns), truth),
             findings=findings,
         )
-        source = SourceImage(
-            StudyInstanceUID=ds.StudyInstanceUID,
-            SeriesInstanceUID=ds.SeriesInstanceUID,
-            SOPInstanceUID=ds.SOPInstanceUID,
-            SOPClassUID=ds.SOPClassUID,
-            ImageLaterality=ds.ImageLaterality,
-            ViewPosition=ds.ViewPosition,
-        )
-        images.append(ImageResult(source, prediction))
+        images.append(ImageResult(source_image(ds), prediction))
     return sources, ExamResult(sources[0].StudyInstanceUID, MODEL, images)
 
 
