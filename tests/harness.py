@@ -68,6 +68,16 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return load_settings(environ={}, overrides=values)
 
 
+def orthanc_destination(settings: Settings) -> dict[str, str]:
+    """The embedded Orthanc as an explicit DICOMweb destination (default outputs)."""
+    return {
+        "name": "orthanc",
+        "url": f"{settings.orthanc_base_url}/dicom-web",
+        "username": settings.http_user,
+        "password": settings.http_password,
+    }
+
+
 def node_environment(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMO_NODE_")}
     env.update(

@@ -34,6 +34,7 @@ from tests.harness import (
     free_port,
     make_settings,
     needs_orthanc,
+    orthanc_destination,
     start_orthanc,
     wait_for,
 )
@@ -265,12 +266,7 @@ def test_node_delivers_to_each_destination_and_dead_letters_the_down_one(
     tmp_path: Path, scp: StorageSCP
 ) -> None:
     settings = make_settings(tmp_path)
-    orthanc_dest = {
-        "name": "orthanc",
-        "url": f"{settings.orthanc_base_url}/dicom-web",
-        "username": settings.http_user,
-        "password": settings.http_password,
-    }
+    orthanc_dest = orthanc_destination(settings)
     destinations = [
         orthanc_dest,
         {

@@ -19,6 +19,7 @@ from tests.harness import (
     OrthancClient,
     make_settings,
     needs_orthanc,
+    orthanc_destination,
     start_orthanc,
     wait_for,
 )
@@ -33,12 +34,7 @@ ASSEMBLY_TIMEOUT = 4.0
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     settings = make_settings(tmp_path_factory.mktemp("assembly"), lease_seconds=30.0)
     orthanc = start_orthanc(settings)
-    back = {
-        "name": "orthanc",
-        "url": f"{settings.orthanc_base_url}/dicom-web",
-        "username": settings.http_user,
-        "password": settings.http_password,
-    }
+    back = orthanc_destination(settings)
     process = NodeProcess(
         settings,
         extra_env={

