@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 
 from node.config import load_settings
-from node.embedded import EmbeddedOrthanc
 from node.net.dimse import Peer, send
+from node.runtime.embedded import EmbeddedOrthanc
 from node.synthetic.dicom import synthetic_exam
 
 STAGES = ("queued", "fetching", "inferring", "writing", "publishing")

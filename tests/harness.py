@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from node.config import Settings, load_settings
-from node.embedded import EmbeddedOrthanc
+from node.runtime.embedded import EmbeddedOrthanc
 
 T = TypeVar("T")
 

@@ -16,8 +16,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from node.cli import main
 from node.config import Destination, load_settings
-from node.errors import ConfigError, FinalError, PeerUnavailable
-from node.jobs.deliveries import (
+from node.delivery.service import (
     Deliveries,
     DeliveryState,
     echo_destination,
@@ -25,6 +24,7 @@ from node.jobs.deliveries import (
     selected_kinds,
     union_of_kinds,
 )
+from node.errors import ConfigError, FinalError, PeerUnavailable
 from node.jobs.store import JobStore, create_engine
 from node.synthetic.dicom import synthetic_exam
 from node.writers.outputs import DEFAULT_OUTPUT_KINDS, OUTPUT_KINDS, Output

@@ -13,10 +13,10 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from node.embedded import EmbeddedOrthanc
 from node.errors import PeerUnavailable
-from node.inference.registry import device_uid
+from node.models.registry import device_uid
 from node.net.dimse import Peer, send
+from node.runtime.embedded import EmbeddedOrthanc
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (
     NodeProcess,

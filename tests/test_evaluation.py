@@ -15,8 +15,8 @@ from node.datasets.manifest import Lesion, read_manifest, write_manifest
 from node.evaluation.calibration import reliability
 from node.evaluation.errors import EvaluationRefused
 from node.evaluation.froc import ScoredFinding, froc
-from node.evaluation.metrics import at_threshold, patient_bootstrap_auc, wilson
 from node.evaluation.run import score_split
+from node.stats.intervals import at_threshold, patient_bootstrap_auc, wilson
 from node.training.config import load_config
 from node.training.run import run_training
 from tests.test_training import make_dataset, write_config

@@ -12,10 +12,10 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from node.app import Node
-from node.feedback import Feedback, InvalidFeedback, finding_locations
-from node.ingest.api import create_api
+from node.api.app import create_api
 from node.jobs.store import Job
+from node.review.feedback import Feedback, InvalidFeedback, finding_locations
+from node.runtime.node import Node
 from tests.test_lifecycle import run_command
 from tests.test_shadow import LIVE, TOKEN, build_node, run_inference, small_exam
 

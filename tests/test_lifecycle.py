@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from node.cli.review import add_parser
 from node.config import PromotionMargins, Settings, load_settings
 from node.errors import ConfigError
-from node.inference.lifecycle import (
+from node.models.lifecycle import (
     EvaluationSummary,
     InvalidRegistryFile,
     LifecycleError,
@@ -22,8 +23,7 @@ from node.inference.lifecycle import (
     check_promotion,
     live_model_ref,
 )
-from node.inference.registry import device_uid
-from node.review_cli import add_parser
+from node.models.registry import device_uid
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 SHIPPED = MODELS / "synthetic-unet" / "0.1.0"

@@ -11,8 +11,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
+from node.dicom.pixels import presentation_pixels, read_image_file
 from node.errors import InvalidInput
-from node.inference.pixels import presentation_pixels, read_image_file
 
 
 def mg(values: list[list[int]], bits: int = 12, photometric: str = "MONOCHROME2") -> Dataset:

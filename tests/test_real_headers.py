@@ -15,8 +15,8 @@ import yaml
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 
-from node.inference.pixels import presentation_pixels
-from node.inference.views import missing_views, normalise, normalise_dataset, tags_getter
+from node.dicom.pixels import presentation_pixels
+from node.dicom.views import missing_views, normalise, normalise_dataset, tags_getter
 from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (

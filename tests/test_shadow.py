@@ -12,14 +12,14 @@ import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from node.app import Node
+from node.api.app import create_api
 from node.config import PromotionMargins
-from node.inference.lifecycle import ModelLifecycle
-from node.ingest.api import create_api
 from node.jobs.pipeline import ExamWork
-from node.jobs.shadow import ShadowResult, ShadowRunner, ShadowStore, shadow_runner_for
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore, create_engine
+from node.models.lifecycle import ModelLifecycle
+from node.review.shadow import ShadowResult, ShadowRunner, ShadowStore, shadow_runner_for
+from node.runtime.node import Node
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import make_settings
 from tests.test_lifecycle import add_model, locked

@@ -9,6 +9,7 @@ import pydicom
 import pytest
 from validators import dciodvfy_errors, dciodvfy_output
 
+from node.dicom.uids import derive_uid, is_valid_uid
 from node.synthetic.dicom import (
     MG_FOR_PRESENTATION,
     MG_FOR_PROCESSING,
@@ -19,7 +20,6 @@ from node.synthetic.dicom import (
     write_exam,
 )
 from node.synthetic.phantom import patient_orientation
-from node.uids import derive_uid, is_valid_uid
 
 SIZE = {"rows": 256, "columns": 208}
 

@@ -19,8 +19,8 @@ from node.datasets.manifest import (
     write_manifest,
 )
 from node.inference.network import LesionNet
-from node.inference.registry import load_model
 from node.inference.runner import prepare
+from node.models.registry import load_model
 from node.training import loop
 from node.training.config import load_config
 from node.training.cv import patient_folds

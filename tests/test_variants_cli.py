@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from node.variants.cli import main
+from node.cli.variants import main
 from node.variants.dataset import build_dataset, resolve_tools
 from node.variants.errors import (
     MissingColumn,

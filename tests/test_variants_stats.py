@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from node.stats.delong import delong_test, holm
+from node.stats.roc import auc, bootstrap_auc_ci, call, confusion, mcc, roc_curve
 from node.variants.combined import cross_validated_combined, fit_logistic
 from node.variants.crossval import best_threshold, cv_threshold, stratified_folds
-from node.variants.delong import delong_test, holm
-from node.variants.metrics import auc, bootstrap_auc_ci, call, confusion, mcc, roc_curve
 
 
 def _bool(xs: list[int]) -> np.ndarray:

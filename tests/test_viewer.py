@@ -1,5 +1,5 @@
 """The results as a radiologist would see them: OHIF in headless Chromium, served by
-node/viewer.py against the embedded Orthanc, shows the SR measurements and the SEG overlay.
+node/runtime/viewer.py against the embedded Orthanc, shows the SR measurements and the SEG overlay.
 
 The screenshot is kept as ``test-artifacts/ohif-study.png`` (the README's docs/ohif-study.png
 is one of these, of a synthetic phantom study).
@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from node.net.dimse import Peer, send
+from node.runtime.viewer import DEFAULT_DIST, ViewerServer, adapt_dicom_json
 from node.synthetic.dicom import synthetic_exam
-from node.viewer import DEFAULT_DIST, ViewerServer, adapt_dicom_json
 from tests.harness import (
     NodeProcess,
     OrthancClient,

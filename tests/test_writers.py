@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from validators import dciodvfy_errors, dciodvfy_output, dsr2html, dsrdump, write_part10
 
+from node.dicom.uids import derive_uid, is_valid_uid
 from node.domain import (
     ExamResult,
     Finding,
@@ -22,7 +23,6 @@ from node.domain import (
 )
 from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
-from node.uids import derive_uid, is_valid_uid
 from node.writers import (
     NODE_MANUFACTURER,
     build_measurement_report,

@@ -29,7 +29,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
 from node.datasets.errors import DatasetError
-from node.uids import derive_uid
+from node.dicom.uids import derive_uid
 
 DEID_METHOD = "PS3.15 Annex E Basic Profile (mammo-node)"  # LO: 64 chars at most
 

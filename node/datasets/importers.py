@@ -40,8 +40,8 @@ from node.datasets.manifest import (
     write_rejected,
 )
 from node.datasets.split import assign_splits
+from node.dicom.pixels import presentation_pixels, read_image_file
 from node.errors import InvalidInput
-from node.inference.pixels import presentation_pixels, read_image_file
 
 FORMATS = ("mias", "dicom", "cbis-ddsm")
 MIAS_DENSITY = {"F": "fatty", "G": "glandular", "D": "dense"}

@@ -19,12 +19,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Circle
 
+from node.dicom.pixels import read_image_file
 from node.evaluation.calibration import reliability
 from node.evaluation.froc import FP_RATES, FrocCurve, froc
-from node.evaluation.metrics import at_threshold, auc_with_ci
 from node.evaluation.run import ScoredModel
-from node.inference.pixels import read_image_file
-from node.variants.metrics import roc_curve
+from node.stats.intervals import at_threshold, auc_with_ci
+from node.stats.roc import roc_curve
 
 TASKS = {
     "abnormal_vs_normal": ("benign", "malignant"),

@@ -16,11 +16,11 @@ from typing import Any
 from tqdm import tqdm
 
 from node.datasets.manifest import ImageRecord, read_dataset_info, read_manifest
+from node.dicom.pixels import read_image_file
 from node.evaluation.errors import EvaluationRefused
 from node.evaluation.froc import ScoredFinding
-from node.inference.pixels import read_image_file
-from node.inference.registry import ModelFolder, find_model, load_model
 from node.inference.runner import LoadedModel
+from node.models.registry import ModelFolder, find_model, load_model
 from node.training.card import TRAINING_IMAGES, read_model_yaml
 
 FROC_THRESHOLD = 0.05  # findings down to this heatmap peak are kept for the FROC

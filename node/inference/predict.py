@@ -6,8 +6,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from node.dicom.pixels import read_image_file
 from node.errors import InvalidInput
-from node.inference.pixels import read_image_file
 from node.inference.runner import LoadedModel
 
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from node.config import DEFAULT_EXPECTED_VIEWS, RoutingRules
+from node.dicom.views import missing_views, normalise, tags_getter
 from node.events import EventBus, SeriesRouted
-from node.inference.views import missing_views, normalise, tags_getter
 from node.ingest.routing import RoutingDecision, route
 from node.jobs.revisions import revision_of
 from node.jobs.states import JobState

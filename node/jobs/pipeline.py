@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 
 from node.config import DEFAULT_EXPECTED_VIEWS
+from node.delivery.service import Deliveries, DeliveryState
+from node.dicom.pixels import presentation_pixels
+from node.dicom.views import missing_views, normalise_dataset, valid_patient_orientation
 from node.domain import ExamResult, ImageResult, SourceImage
 from node.errors import FinalError, InvalidInput
-from node.inference.pixels import presentation_pixels
 from node.inference.runner import LoadedModel
-from node.inference.views import missing_views, normalise_dataset, valid_patient_orientation
-from node.jobs.deliveries import Deliveries, DeliveryState
 from node.jobs.revisions import add_predecessors, predecessor_outputs
 from node.jobs.store import Job, JobStore
 from node.net.dicomweb import DicomWebClient
 from node.writers.outputs import BuildOptions, Output, build_outputs
 
 if TYPE_CHECKING:
-    from node.jobs.shadow import ShadowRunner
+    from node.review.shadow import ShadowRunner
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class ExamWork:
 
 def source_image(dataset: pydicom.Dataset) -> SourceImage:
     """The routed image as results name it: laterality and view from wherever the header
-    keeps them (node.inference.views documents the order)."""
+    keeps them (node.dicom.views documents the order)."""
     found = normalise_dataset(dataset)
     return SourceImage(
         StudyInstanceUID=str(dataset.StudyInstanceUID),

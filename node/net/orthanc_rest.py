@@ -31,7 +31,7 @@ class InstanceTags:
     PresentationIntentType: str
     Manufacturer: str
     # Every simplified tag of the instance (sequences as lists of dicts): exam assembly reads
-    # laterality and view from wherever the modality put them (node.inference.views).
+    # laterality and view from wherever the modality put them (node.dicom.views).
     header: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from node.feedback import FeedbackStats
-from node.jobs.shadow import Agreement
+from node.review.feedback import FeedbackStats
+from node.review.shadow import Agreement
 
 
 class ReviewCollector(Collector):

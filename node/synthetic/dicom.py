@@ -17,10 +17,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
+from node.dicom.uids import derive_uid, is_valid_uid
 from node.domain import Finding, Laterality
 from node.synthetic.phantom import make_phantom
 from node.synthetic.phantom import patient_orientation as view_orientation
-from node.uids import derive_uid, is_valid_uid
 
 __all__ = [
     "MG_FOR_PRESENTATION",

@@ -1,6 +1,6 @@
 """model.yaml and MODEL_CARD.md of a trained model, in the registry's strict format.
 
-``node.inference.registry`` loads what this writes unchanged; ``evaluation`` (a free mapping
+``node.models.registry`` loads what this writes unchanged; ``evaluation`` (a free mapping
 in model.yaml) records what the model was trained on (dataset id, splits, images) so that
 ``mammo-node evaluate`` can refuse to score a model on its own training images, and later the
 validation figures ``evaluate --record`` measured.
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from node.inference.registry import MANUFACTURER, PREPROCESSING, device_uid
+from node.models.registry import MANUFACTURER, PREPROCESSING, device_uid
 from node.training.config import TrainConfig
 
 TRAINING_IMAGES = "training_images.csv"

@@ -16,8 +16,8 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from node.datasets.manifest import ImageRecord, Lesion
+from node.dicom.pixels import read_image_file
 from node.errors import InvalidInput
-from node.inference.pixels import read_image_file
 from node.inference.runner import Geometry, prepare
 from node.training.errors import TrainingError
 

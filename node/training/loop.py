@@ -25,11 +25,11 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from node.inference.network import LesionNet
+from node.stats.roc import auc
 from node.training.augment import build_augment
 from node.training.config import TrainConfig
 from node.training.data import Sample
 from node.training.errors import TrainingError
-from node.variants.metrics import auc
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -17,7 +17,7 @@ import torch
 from monai.utils import set_determinism
 
 from node.datasets.manifest import read_dataset_info, read_manifest
-from node.inference.registry import load_model
+from node.models.registry import load_model
 from node.training.card import TRAINING_IMAGES, model_yaml, write_card, write_model_yaml
 from node.training.config import TrainConfig
 from node.training.cv import cross_validate, recipe_fingerprint

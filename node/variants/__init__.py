@@ -3,8 +3,9 @@
 Public API: read a table, build a labelled dataset, evaluate, write the report.
 """
 
+from node.stats.delong import DelongResult, delong_test
+from node.stats.roc import auc, bootstrap_auc_ci, mcc
 from node.variants.dataset import Dataset, build_dataset, resolve_tools
-from node.variants.delong import DelongResult, delong_test
 from node.variants.errors import (
     InsufficientData,
     MissingColumn,
@@ -15,7 +16,6 @@ from node.variants.errors import (
     VariantInputError,
 )
 from node.variants.evaluate import Evaluation, Settings, evaluate, evaluate_groups
-from node.variants.metrics import auc, bootstrap_auc_ci, mcc
 from node.variants.table import VariantTable, read_variants
 from node.variants.thresholds import BUILTIN, ToolSpec, lookup
 

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from node.variants.cli import main
+from node.cli.variants import main
 
 sys.exit(main())

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from node.variants.metrics import Confusion, confusion, mcc
+from node.stats.roc import Confusion, confusion, mcc
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -10,11 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from node.variants.combined import cross_validated_combined
-from node.variants.crossval import Criterion, cv_threshold, stratified_folds
-from node.variants.dataset import Dataset
-from node.variants.delong import delong_test, holm
-from node.variants.metrics import (
+from node.stats.delong import delong_test, holm
+from node.stats.roc import (
     Confusion,
     auc,
     bootstrap_auc_ci,
@@ -22,6 +19,9 @@ from node.variants.metrics import (
     confusion,
     roc_curve,
 )
+from node.variants.combined import cross_validated_combined
+from node.variants.crossval import Criterion, cv_threshold, stratified_folds
+from node.variants.dataset import Dataset
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

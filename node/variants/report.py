@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 
+from node.stats.roc import Confusion
 from node.variants.dataset import Dataset
 from node.variants.evaluate import (
     Evaluation,
@@ -21,7 +22,6 @@ from node.variants.evaluate import (
     Settings,
     ToolResult,
 )
-from node.variants.metrics import Confusion
 from node.variants.thresholds import ToolSpec
 
 SCHEMA_VERSION = 1

@@ -13,8 +13,8 @@ import highdicom as hd
 from pydicom.sr.coding import Code
 
 from node import __version__
+from node.dicom.uids import derive_uid, is_valid_uid
 from node.domain import ExamResult, ModelSpec
-from node.uids import derive_uid, is_valid_uid
 
 __all__ = [
     "NODE_DEVICE_SERIAL_NUMBER",

@@ -30,8 +30,8 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
+from node.dicom.pixels import presentation_pixels
 from node.domain import ExamResult, Finding, ImageResult, Laterality
-from node.inference.pixels import presentation_pixels
 from node.writers.locales import Locale
 
 __all__ = [

@@ -24,8 +24,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from node.dicom.uids import derive_uid
 from node.domain import ExamResult, Finding, ImageResult
-from node.uids import derive_uid
 from node.writers.provenance import (
     algorithm_identification,
     equipment_arguments,

@@ -13,23 +13,23 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from node.config import Destination, Settings
+from node.delivery.service import Deliveries, publisher_for
 from node.errors import MammoNodeError
 from node.events import EventBus, JobTransitioned
-from node.feedback import FeedbackStore
-from node.inference.lifecycle import ModelLifecycle, live_model_ref
-from node.inference.registry import load_model
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
-from node.jobs.deliveries import Deliveries, publisher_for
 from node.jobs.pipeline import ExamPipeline
-from node.jobs.shadow import ShadowStore, shadow_runner_for
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore, create_engine
 from node.jobs.worker import Worker
+from node.models.lifecycle import ModelLifecycle, live_model_ref
+from node.models.registry import load_model
 from node.net.dicomweb import DicomWebClient
 from node.net.orthanc_rest import OrthancRest
 from node.observability.metrics import NodeMetrics
 from node.observability.review_metrics import register_review_metrics
+from node.review.feedback import FeedbackStore
+from node.review.shadow import ShadowStore, shadow_runner_for
 from node.writers.outputs import BuildOptions
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class Node:
             expected_views=settings.expected_views,
             options=BuildOptions(language=settings.summary_language),
         )
-        # Model lifecycle, shadow mode and feedback (node.inference.lifecycle, node.feedback).
+        # Model lifecycle, shadow mode and feedback (node.models.lifecycle, node.review.feedback).
         self.lifecycle = ModelLifecycle(settings.models_dir)
         self.feedback = FeedbackStore(self.store.engine, self.store)
         self.shadow_results = ShadowStore(self.store.engine)

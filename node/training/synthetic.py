@@ -1,6 +1,6 @@
 """Train the demonstration model on synthetic phantoms and write a model folder.
 
-    python -m node.inference.train_synthetic --out models/synthetic-unet/0.1.0 \\
+    python -m node.training.synthetic --out models/synthetic-unet/0.1.0 \\
         [--steps N] [--seed S]
 
 The model learns to find the phantom's masses and calcification clusters; it has never seen a
@@ -34,8 +34,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from node.inference.network import LesionNet
-from node.inference.registry import MANUFACTURER, PREPROCESSING, device_uid, load_model
 from node.inference.runner import prepare
+from node.models.registry import MANUFACTURER, PREPROCESSING, device_uid, load_model
 from node.synthetic.phantom import Phantom, make_phantom
 
 INPUT_SIZE = (256, 208)

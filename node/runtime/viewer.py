@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-log = logging.getLogger("node.viewer")
+log = logging.getLogger("node.runtime.viewer")
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 DEFAULT_DIST = VIEWER_DIR / "node_modules" / "@ohif" / "app" / "dist"

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from node.dicom.pixels import presentation_pixels
 from node.domain import ExamResult, ImageResult
 from node.errors import InvalidInput, ModelNotFound
-from node.inference.lifecycle import LifecycleError, ModelLifecycle
-from node.inference.pixels import presentation_pixels
-from node.inference.registry import InvalidModelConfig, load_model
 from node.inference.runner import LoadedModel
 from node.jobs.store import metadata
+from node.models.lifecycle import LifecycleError, ModelLifecycle
+from node.models.registry import InvalidModelConfig, load_model
 
 if TYPE_CHECKING:
     from node.jobs.pipeline import ExamWork

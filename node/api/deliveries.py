@@ -8,8 +8,8 @@ from typing import Any, Protocol
 from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 
+from node.delivery.service import Deliveries, DeliveryState, delivery_summary
 from node.errors import InvalidTransition, MammoNodeError
-from node.jobs.deliveries import Deliveries, DeliveryState, delivery_summary
 
 
 class DeliveryServices(Protocol):

@@ -12,10 +12,10 @@ from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.feedback import Feedback, FeedbackStore, InvalidFeedback, JobNotReviewable
-from node.inference.lifecycle import LifecycleError, ModelLifecycle
-from node.inference.registry import InvalidModelConfig
-from node.jobs.shadow import ShadowStore
+from node.models.lifecycle import LifecycleError, ModelLifecycle
+from node.models.registry import InvalidModelConfig
+from node.review.feedback import Feedback, FeedbackStore, InvalidFeedback, JobNotReviewable
+from node.review.shadow import ShadowStore
 
 log = logging.getLogger(__name__)
 

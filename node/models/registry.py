@@ -16,11 +16,11 @@ from typing import Any
 import torch
 import yaml
 
+from node.dicom.uids import derive_uid, is_valid_uid
 from node.domain import ModelSpec
 from node.errors import ModelNotFound
 from node.inference.network import ARCHITECTURES, build_network
 from node.inference.runner import LoadedModel
-from node.uids import derive_uid, is_valid_uid
 
 MANUFACTURER = "mammo-node"
 PREPROCESSING = {

@@ -100,7 +100,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from node.inference.lifecycle import ModelLifecycle
+    from node.models.lifecycle import ModelLifecycle
 
     lifecycle = ModelLifecycle(_settings(args).models_dir)
     for entry in lifecycle.models():
@@ -113,7 +113,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from node.inference.lifecycle import ModelLifecycle
+    from node.models.lifecycle import ModelLifecycle
 
     settings = _settings(args)
     entry = ModelLifecycle(settings.models_dir).promote(
@@ -125,7 +125,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    from node.inference.lifecycle import ModelLifecycle
+    from node.models.lifecycle import ModelLifecycle
 
     entry = ModelLifecycle(_settings(args).models_dir).rollback(args.reason)
     print(f"{entry.model} is live again, was {entry.previous}. {RESTART}")
@@ -133,7 +133,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_models_shadow(args: argparse.Namespace) -> int:
-    from node.inference.lifecycle import ModelLifecycle
+    from node.models.lifecycle import ModelLifecycle
 
     entry = ModelLifecycle(_settings(args).models_dir).set_shadow(
         None if args.off else args.ref, args.reason
@@ -147,8 +147,8 @@ def cmd_models_shadow(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from node.feedback import Feedback, FeedbackStore, InvalidFeedback
     from node.jobs.store import JobStore, create_engine
+    from node.review.feedback import Feedback, FeedbackStore, InvalidFeedback
 
     export = args.target == "export"
     if export and args.out is None:

@@ -19,9 +19,9 @@ from fastapi.security import (
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
+from node.api.deliveries import DeliveryServices, add_delivery_routes, job_deliveries
+from node.api.review import ReviewServices, add_review_routes
 from node.errors import InvalidTransition, MammoNodeError
-from node.ingest.delivery_api import DeliveryServices, add_delivery_routes, job_deliveries
-from node.ingest.review import ReviewServices, add_review_routes
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 

@@ -49,7 +49,7 @@ import yaml
 
 from node.config import PromotionMargins
 from node.errors import MammoNodeError, ModelNotFound
-from node.inference.registry import (
+from node.models.registry import (
     InvalidModelConfig,
     ModelFolder,
     find_model,

@@ -1,6 +1,6 @@
 """Image-level metrics: AUC with a patient-level bootstrap CI, and rates at operating points.
 
-The AUC itself is ``node.variants.metrics.auc`` (Mann-Whitney). Its CI resamples PATIENTS,
+The AUC itself is ``node.stats.roc.auc`` (Mann-Whitney). Its CI resamples PATIENTS,
 not images: a woman's two breasts are correlated, and resampling images as if independent
 would make the interval too narrow.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from node.variants.metrics import Confusion, auc, confusion
+from node.stats.roc import Confusion, auc, confusion
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -129,22 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(handler=cmd_jobs)
 
     try:
-        from node.variants.cli import add_parser as add_variants
+        from node.cli.variants import add_parser as add_variants
     except ImportError:  # pragma: no cover - the variants package is optional
         pass
     else:
         add_variants(commands)
-    from node.datasets.cli import add_parser as add_data
-    from node.evaluation.cli import add_parser as add_evaluate
-    from node.training.cli import add_parser as add_train
+    from node.cli.datasets import add_parser as add_data
+    from node.cli.evaluation import add_parser as add_evaluate
+    from node.cli.training import add_parser as add_train
 
     add_data(commands)
     add_train(commands)
     add_evaluate(commands)
-    from node.review_cli import add_parser as add_review
+    from node.cli.review import add_parser as add_review
 
     add_review(commands)  # models list|promote|rollback|shadow, feedback
-    from node.destinations_cli import add_parser as add_echo
+    from node.cli.destinations import add_parser as add_echo
 
     add_echo(commands)  # echo DEST
     return parser
@@ -161,10 +161,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
     import uvicorn
 
-    from node.app import Node
-    from node.embedded import EmbeddedOrthanc
-    from node.ingest.api import create_api
+    from node.api.app import create_api
     from node.observability.logs import configure_logging
+    from node.runtime.embedded import EmbeddedOrthanc
+    from node.runtime.node import Node
 
     configured = _settings(args)
     settings = configured.with_secrets()
@@ -245,7 +245,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
 
 def _start_viewer(settings: Settings) -> Any:
     """The OHIF viewer beside the embedded Orthanc, when `make viewer` installed it."""
-    from node.viewer import ViewerNotInstalled, ViewerServer
+    from node.runtime.viewer import ViewerNotInstalled, ViewerServer
 
     if not settings.viewer_port:
         return None
@@ -325,9 +325,9 @@ def _demo(settings: Settings, node: Any, stop: threading.Event, viewer_url: str 
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from node.inference.lifecycle import live_model_ref
     from node.inference.predict import predict_paths
-    from node.inference.registry import load_model
+    from node.models.lifecycle import live_model_ref
+    from node.models.registry import load_model
 
     settings = load_settings(args.config)
     model = load_model(
