@@ -13,11 +13,11 @@ from PIL import Image
 
 from node.cli import main
 from node.datasets.deid import Pseudonymiser, deidentify
-from node.datasets.errors import DatasetError
 from node.datasets.importers import ImportOptions, run_import
 from node.datasets.manifest import ImageRecord, read_manifest, read_rejected
 from node.datasets.report import summarise
 from node.datasets.split import assign_splits
+from node.errors import DatasetError
 from node.synthetic.dicom import synthetic_exam
 
 MIAS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mias-dev"

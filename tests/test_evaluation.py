@@ -12,8 +12,8 @@ import yaml
 
 from node.cli import main
 from node.datasets.manifest import Lesion, read_manifest, write_manifest
+from node.errors import EvaluationRefused
 from node.evaluation.calibration import reliability
-from node.evaluation.errors import EvaluationRefused
 from node.evaluation.froc import ScoredFinding, froc
 from node.evaluation.run import score_split
 from node.stats.intervals import at_threshold, patient_bootstrap_auc, wilson

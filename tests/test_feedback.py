@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from node.api.app import create_api
+from node.errors import InvalidFeedback
 from node.jobs.store import Job
-from node.review.feedback import Feedback, InvalidFeedback, finding_locations
+from node.review.feedback import Feedback, finding_locations
 from node.runtime.node import Node
 from tests.test_lifecycle import run_command
 from tests.test_shadow import LIVE, TOKEN, build_node, run_inference, small_exam

@@ -10,16 +10,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from node.errors import ModelNotFound
+from node.errors import InvalidModelConfig, ModelNotFound
 from node.inference.predict import predict_paths
 from node.inference.runner import LoadedModel, chest_wall_on_right
-from node.models.registry import (
-    InvalidModelConfig,
-    device_uid,
-    list_models,
-    load_model,
-    version_key,
-)
+from node.models.registry import device_uid, list_models, load_model, version_key
 from node.synthetic.phantom import make_phantom
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

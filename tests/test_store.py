@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from node.errors import InvalidTransition
+from node.errors import InvalidTransition, LeaseLost
 from node.jobs.states import JobState
-from node.jobs.store import JobStore, LeaseLost, create_engine
+from node.jobs.store import JobStore, create_engine
 from tests.postgres import postgres_server
 
 

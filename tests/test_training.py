@@ -18,6 +18,7 @@ from node.datasets.manifest import (
     write_dataset_info,
     write_manifest,
 )
+from node.errors import TrainingError
 from node.inference.network import LesionNet
 from node.inference.runner import prepare
 from node.models.registry import load_model
@@ -25,7 +26,6 @@ from node.training import loop
 from node.training.config import load_config
 from node.training.cv import patient_folds
 from node.training.data import lesion_target, load_samples
-from node.training.errors import TrainingError
 from node.training.run import run_training
 
 SIZE = 64

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from node.cli.variants import main
-from node.variants.dataset import build_dataset, resolve_tools
-from node.variants.errors import (
+from node.errors import (
     MissingColumn,
     NonNumericScore,
     UnexpectedTruthValues,
@@ -20,6 +19,7 @@ from node.variants.errors import (
     VariantFileError,
     VariantInputError,
 )
+from node.variants.dataset import build_dataset, resolve_tools
 from node.variants.table import read_variants
 from node.variants.thresholds import BUILTIN, lookup
 

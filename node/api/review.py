@@ -12,9 +12,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.models.lifecycle import LifecycleError, ModelLifecycle
-from node.models.registry import InvalidModelConfig
-from node.review.feedback import Feedback, FeedbackStore, InvalidFeedback, JobNotReviewable
+from node.errors import InvalidFeedback, InvalidModelConfig, JobNotReviewable, LifecycleError
+from node.models.lifecycle import ModelLifecycle
+from node.review.feedback import Feedback, FeedbackStore
 from node.review.shadow import ShadowStore
 
 log = logging.getLogger(__name__)

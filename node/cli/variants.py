@@ -7,8 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from node.errors import VariantInputError
 from node.variants.dataset import build_dataset, parse_tool_option, resolve_tools
-from node.variants.errors import VariantInputError
 from node.variants.evaluate import Evaluation, Settings, evaluate, evaluate_groups
 from node.variants.report import RunInfo, console_table, write_report
 from node.variants.table import concatenate, read_variants

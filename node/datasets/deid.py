@@ -28,8 +28,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 
-from node.datasets.errors import DatasetError
 from node.dicom.uids import derive_uid
+from node.errors import DatasetError
 
 DEID_METHOD = "PS3.15 Annex E Basic Profile (mammo-node)"  # LO: 64 chars at most
 

@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from node.datasets import qc
 from node.datasets.deid import Pseudonymiser, deidentify
-from node.datasets.errors import DatasetError
 from node.datasets.manifest import (
     MANIFEST,
     ImageRecord,
@@ -41,7 +40,7 @@ from node.datasets.manifest import (
 )
 from node.datasets.split import assign_splits
 from node.dicom.pixels import presentation_pixels, read_image_file
-from node.errors import InvalidInput
+from node.errors import DatasetError, InvalidInput
 
 FORMATS = ("mias", "dicom", "cbis-ddsm")
 MIAS_DENSITY = {"F": "fatty", "G": "glandular", "D": "dense"}

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from node.datasets.errors import DatasetError
+from node.errors import DatasetError
 
 LABELS = ("normal", "benign", "malignant", "unknown")
 SPLITS = ("train", "val", "test", "")

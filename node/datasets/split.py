@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from node.datasets.errors import DatasetError
 from node.datasets.manifest import ImageRecord
+from node.errors import DatasetError
 
 _SEVERITY = {"unknown": 0, "normal": 1, "benign": 2, "malignant": 3}
 

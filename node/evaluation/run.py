@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from node.datasets.manifest import ImageRecord, read_dataset_info, read_manifest
 from node.dicom.pixels import read_image_file
-from node.evaluation.errors import EvaluationRefused
+from node.errors import EvaluationRefused
 from node.evaluation.froc import ScoredFinding
 from node.inference.runner import LoadedModel
 from node.models.registry import ModelFolder, find_model, load_model

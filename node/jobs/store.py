@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from node.errors import InvalidTransition, MammoNodeError
+from node.errors import InvalidTransition, LeaseLost
 from node.jobs.states import LEASABLE, WORKING, JobState, check_transition
 
 metadata = sa.MetaData()
@@ -73,10 +73,6 @@ node_state_table = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
-
-
-class LeaseLost(MammoNodeError):
-    """Another worker took the job over (our lease expired): stop working on it."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable
 
 from node.config import Settings
-from node.errors import FinalError, RetryableError
+from node.errors import FinalError, LeaseLost, RetryableError
 from node.events import EventBus, JobFailed, StageFinished
 from node.jobs.pipeline import ExamPipeline, ExamWork
 from node.jobs.states import NEXT_STAGE, JobState
-from node.jobs.store import Job, JobStore, LeaseLost
+from node.jobs.store import Job, JobStore
 
 log = logging.getLogger(__name__)
 

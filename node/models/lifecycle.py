@@ -48,15 +48,14 @@ from typing import Any
 import yaml
 
 from node.config import PromotionMargins
-from node.errors import MammoNodeError, ModelNotFound
-from node.models.registry import (
+from node.errors import (
     InvalidModelConfig,
-    ModelFolder,
-    find_model,
-    load_model,
-    parse_model_yaml,
-    version_key,
+    InvalidRegistryFile,
+    LifecycleError,
+    ModelNotFound,
+    PromotionRefused,
 )
+from node.models.registry import ModelFolder, find_model, load_model, parse_model_yaml, version_key
 
 REGISTRY_FILE = "registry.yaml"
 ACTIONS = ("promote", "rollback", "shadow")
@@ -66,18 +65,6 @@ _HEADER = (
     "# The node's model lifecycle: the live model, the shadow model and every change.\n"
     "# Written by `mammo-node models promote | rollback | shadow`.\n"
 )
-
-
-class LifecycleError(MammoNodeError):
-    """A lifecycle command that cannot be carried out; the message says why."""
-
-
-class PromotionRefused(LifecycleError):
-    """The candidate is worse than the live model, or the two cannot be compared."""
-
-
-class InvalidRegistryFile(LifecycleError, ValueError):
-    """registry.yaml is missing or malformed; the message names the file and field."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import yaml
 
 from node.dicom.uids import derive_uid, is_valid_uid
 from node.domain import ModelSpec
-from node.errors import ModelNotFound
+from node.errors import InvalidModelConfig, ModelNotFound
 from node.inference.network import ARCHITECTURES, build_network
 from node.inference.runner import LoadedModel
 
@@ -46,10 +46,6 @@ _KEYS = {
     "licence": str,
     "evaluation": dict,
 }
-
-
-class InvalidModelConfig(ValueError):
-    """A model.yaml that does not describe a usable model; the message names file and field."""
 
 
 @dataclass(frozen=True)

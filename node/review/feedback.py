@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from node.errors import MammoNodeError
+from node.errors import InvalidFeedback, JobNotReviewable
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore, jobs_table, metadata
 
@@ -59,14 +59,6 @@ feedback_table = sa.Table(
     sa.Column("comment", sa.Text),
     sa.UniqueConstraint("job_id", "finding", name="uq_feedback_job_finding"),
 )
-
-
-class InvalidFeedback(MammoNodeError, ValueError):
-    """Feedback that cannot be recorded; the message names the field and what is allowed."""
-
-
-class JobNotReviewable(InvalidFeedback):
-    """The job has no result to give feedback on (not done)."""
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from sqlalchemy.engine import Engine
 
 from node.dicom.pixels import presentation_pixels
 from node.domain import ExamResult, ImageResult
-from node.errors import InvalidInput, ModelNotFound
+from node.errors import InvalidInput, InvalidModelConfig, LifecycleError, ModelNotFound
 from node.inference.runner import LoadedModel
 from node.jobs.store import metadata
-from node.models.lifecycle import LifecycleError, ModelLifecycle
-from node.models.registry import InvalidModelConfig, load_model
+from node.models.lifecycle import ModelLifecycle
+from node.models.registry import load_model
 
 if TYPE_CHECKING:
     from node.jobs.pipeline import ExamWork

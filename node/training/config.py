@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from node.training.errors import TrainingError
+from node.errors import TrainingError
 
 _LABELS = {"benign", "malignant"}
 

@@ -24,11 +24,11 @@ import torch
 from tqdm import tqdm
 
 from node.datasets.manifest import ImageRecord
+from node.errors import TrainingError
 from node.stats.intervals import patient_bootstrap_auc
 from node.stats.roc import auc
 from node.training.config import TrainConfig
 from node.training.data import Sample
-from node.training.errors import TrainingError
 from node.training.loop import train, whole_image_logits
 
 # Fields that name or describe a model but do not change what is trained.

@@ -17,9 +17,8 @@ from tqdm import tqdm
 
 from node.datasets.manifest import ImageRecord, Lesion
 from node.dicom.pixels import read_image_file
-from node.errors import InvalidInput
+from node.errors import InvalidInput, TrainingError
 from node.inference.runner import Geometry, prepare
-from node.training.errors import TrainingError
 
 FloatImage = npt.NDArray[np.float32]
 

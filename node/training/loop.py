@@ -24,12 +24,12 @@ from monai.losses import DiceLoss
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from node.errors import TrainingError
 from node.inference.network import LesionNet
 from node.stats.roc import auc
 from node.training.augment import build_augment
 from node.training.config import TrainConfig
 from node.training.data import Sample
-from node.training.errors import TrainingError
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -17,12 +17,12 @@ import torch
 from monai.utils import set_determinism
 
 from node.datasets.manifest import read_dataset_info, read_manifest
+from node.errors import TrainingError
 from node.models.registry import load_model
 from node.training.card import TRAINING_IMAGES, model_yaml, write_card, write_model_yaml
 from node.training.config import TrainConfig
 from node.training.cv import cross_validate, recipe_fingerprint
 from node.training.data import load_samples
-from node.training.errors import TrainingError
 from node.training.loop import History, calibrate, operating_point, train
 
 CURVES = "training_curves.png"

@@ -3,10 +3,7 @@
 Public API: read a table, build a labelled dataset, evaluate, write the report.
 """
 
-from node.stats.delong import DelongResult, delong_test
-from node.stats.roc import auc, bootstrap_auc_ci, mcc
-from node.variants.dataset import Dataset, build_dataset, resolve_tools
-from node.variants.errors import (
+from node.errors import (
     InsufficientData,
     MissingColumn,
     NonNumericScore,
@@ -15,6 +12,9 @@ from node.variants.errors import (
     VariantFileError,
     VariantInputError,
 )
+from node.stats.delong import DelongResult, delong_test
+from node.stats.roc import auc, bootstrap_auc_ci, mcc
+from node.variants.dataset import Dataset, build_dataset, resolve_tools
 from node.variants.evaluate import Evaluation, Settings, evaluate, evaluate_groups
 from node.variants.table import VariantTable, read_variants
 from node.variants.thresholds import BUILTIN, ToolSpec, lookup

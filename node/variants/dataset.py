@@ -11,12 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from node.variants.errors import (
-    InsufficientData,
-    NonNumericScore,
-    UnexpectedTruthValues,
-    UnknownDirection,
-)
+from node.errors import InsufficientData, NonNumericScore, UnexpectedTruthValues, UnknownDirection
 from node.variants.table import MISSING_TOKENS, VariantTable
 from node.variants.thresholds import Direction, ToolSpec, lookup
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.variants.errors import MissingColumn, VariantFileError
+from node.errors import MissingColumn, VariantFileError
 
 # Cells read as "no value" in scores and truth (dbNSFP writes ".", R writes "NA").
 MISSING_TOKENS: frozenset[str] = frozenset({"", ".", "NA", "N/A", "NaN", "nan", "NULL"})
