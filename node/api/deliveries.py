@@ -5,11 +5,10 @@ No ``from __future__ import annotations`` here: FastAPI reads the annotations at
 
 from typing import Any, Protocol
 
-from fastapi import FastAPI, HTTPException
-from fastapi.params import Depends
+from fastapi import APIRouter
 
 from node.delivery.service import Deliveries, DeliveryState, delivery_summary
-from node.errors import InvalidTransition, MammoNodeError
+from node.errors import NotFound
 
 
 class DeliveryServices(Protocol):
@@ -25,8 +24,11 @@ def job_deliveries(node: DeliveryServices, job_id: int) -> dict[str, Any]:
     }
 
 
-def add_delivery_routes(app: FastAPI, node: DeliveryServices, auth: Depends) -> None:
-    @app.get("/api/v1/deliveries", dependencies=[auth])
+def delivery_router(node: DeliveryServices) -> APIRouter:
+    """/api/v1/deliveries and the re-send of a dead letter; errors map by ``node.api.errors``."""
+    router = APIRouter()
+
+    @router.get("/api/v1/deliveries")
     def list_deliveries(
         state: DeliveryState | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
@@ -34,14 +36,13 @@ def add_delivery_routes(app: FastAPI, node: DeliveryServices, auth: Depends) -> 
         limit = max(1, min(limit, 1000))
         return [{"job_id": d.job_id, **d.view()} for d in node.deliveries.recent(state, limit)]
 
-    @app.post("/api/v1/jobs/{job_id}/deliveries/{destination}/resend", dependencies=[auth])
+    @router.post("/api/v1/jobs/{job_id}/deliveries/{destination}/resend")
     def resend(job_id: int, destination: str) -> dict[str, Any]:
         """Send a dead-lettered delivery again (fresh attempts, from the outbox)."""
         try:
-            return node.deliveries.resend(job_id, destination).view()
-        except KeyError as error:
-            raise HTTPException(404, str(error)) from error
-        except InvalidTransition as error:
-            raise HTTPException(409, str(error)) from error
-        except MammoNodeError as error:
-            raise HTTPException(409, str(error)) from error
+            delivery = node.deliveries.resend(job_id, destination)
+        except KeyError as error:  # until node.delivery raises NotFound itself
+            raise NotFound(str(error.args[0])) from error
+        return delivery.view()
+
+    return router

@@ -1,6 +1,7 @@
 """API routes for model versions (live, shadow, agreement) and radiologists' feedback.
 
-Added to the node's API by ``create_api``; the same authentication as every /api/v1 route.
+Included in the node's API by ``create_api``, behind the same authentication as every /api/v1
+route; errors map to HTTP status by ``node.api.errors``.
 No ``from __future__ import annotations`` here: FastAPI reads the annotations at run time.
 """
 
@@ -8,11 +9,10 @@ import logging
 from dataclasses import asdict
 from typing import Any, Literal, Protocol
 
-from fastapi import FastAPI, HTTPException
-from fastapi.params import Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.errors import InvalidFeedback, InvalidModelConfig, JobNotReviewable, LifecycleError
+from node.errors import NotFound
 from node.models.lifecycle import ModelLifecycle
 from node.review.feedback import Feedback, FeedbackStore
 from node.review.shadow import ShadowStore
@@ -45,14 +45,14 @@ class FeedbackIn(BaseModel):
     comment: str | None = Field(None, max_length=2000)
 
 
-def add_review_routes(app: FastAPI, node: ReviewServices, auth: Depends) -> None:
-    @app.get("/api/v1/models", dependencies=[auth])
+def review_router(node: ReviewServices) -> APIRouter:
+    """/api/v1/models and /api/v1/feedback."""
+    router = APIRouter()
+
+    @router.get("/api/v1/models")
     def models() -> dict[str, Any]:
-        try:
-            entries = node.lifecycle.models()
-            state = node.lifecycle.read() if node.lifecycle.path.exists() else None
-        except (LifecycleError, InvalidModelConfig) as error:
-            raise HTTPException(500, str(error)) from error
+        entries = node.lifecycle.models()
+        state = node.lifecycle.read() if node.lifecycle.path.exists() else None
         return {
             "running": node.running_models,
             "live": state.live if state else None,
@@ -68,22 +68,20 @@ def add_review_routes(app: FastAPI, node: ReviewServices, auth: Depends) -> None
             "history": [asdict(entry) for entry in state.history] if state else [],
         }
 
-    @app.post("/api/v1/feedback", status_code=201, dependencies=[auth])
+    @router.post("/api/v1/feedback", status_code=201)
     def feedback(body: FeedbackIn) -> dict[str, Any]:
         try:
             recorded = node.feedback.record(Feedback(**body.model_dump()))
-        except KeyError as error:
-            raise HTTPException(404, f"no job {body.job_id}") from error
-        except JobNotReviewable as error:
-            raise HTTPException(409, str(error)) from error
-        except InvalidFeedback as error:
-            raise HTTPException(422, str(error)) from error
+        except KeyError as error:  # until node.jobs.store raises NotFound itself
+            raise NotFound(f"no job {body.job_id}") from error
         log.info("feedback recorded", extra={"job_id": body.job_id, "finding": body.finding})
         return recorded
 
-    @app.get("/api/v1/jobs/{job_id}/feedback", dependencies=[auth])
+    @router.get("/api/v1/jobs/{job_id}/feedback")
     def job_feedback(job_id: int) -> dict[str, Any]:
         return {
             "feedback": node.feedback.for_job(job_id),
             "shadow": [asdict(r) for r in node.shadow_results.for_job(job_id)],
         }
+
+    return router
