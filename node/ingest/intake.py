@@ -67,7 +67,7 @@ class ExamIntake:
     def stable_study(self, orthanc_study_id: str) -> Job | None:
         """Route every instance of the study; queue a job when any is routed.
 
-        Raises KeyError when the study is no longer in Orthanc (nothing to do).
+        Raises NotFound when the study is no longer in Orthanc (nothing to do).
         """
         instances = [
             self.orthanc.instance_tags(i) for i in self.orthanc.study_instances(orthanc_study_id)

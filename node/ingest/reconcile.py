@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from node.errors import MammoNodeError
+from node.errors import MammoNodeError, NotFound
 from node.ingest.intake import ExamIntake
 from node.jobs.store import JobStore
 from node.net.orthanc_rest import OrthancRest
@@ -35,7 +35,7 @@ class Reconciler:
                 try:
                     self.intake.stable_study(change.resource_id)
                     handled += 1
-                except KeyError:
+                except NotFound:
                     log.info("study deleted before reconciliation", extra={"seq": change.seq})
                 except MammoNodeError:
                     # Leave the sequence here: this page is tried again on the next run.

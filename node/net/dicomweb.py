@@ -1,7 +1,8 @@
 """A small DICOMweb client: WADO-RS instance retrieval, STOW-RS store, QIDO-RS echo.
 
-HTTP and connection errors become PeerUnavailable (retryable) for 5xx / network faults and
-InvalidInput (final) for answers that say the request itself is wrong.
+Transport errors, 5xx and refused authentication are translated in ``node.net.http``
+(PeerUnavailable: retried; FinalError: not); this module reads the statuses that depend on
+the request (InvalidInput, final, for answers that say the request itself is wrong).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from node.config import Destination
-from node.errors import FinalError, InvalidInput, PeerUnavailable
+from node.errors import FinalError, InvalidInput
+from node.net.http import json_of, request
 from node.net.multipart import boundary_of, build_related, split_parts
 
 _DICOM_MULTIPART = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -51,27 +53,7 @@ class DicomWebClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
-        except httpx.ConnectError as error:
-            refused = "refused" in str(error).lower()
-            raise PeerUnavailable(
-                f"{self.destination.name}: "
-                + ("connection refused" if refused else "cannot connect")
-                + f" ({self.destination.url}: {error})"
-            ) from error
-        except httpx.HTTPError as error:
-            raise PeerUnavailable(
-                f"{self.destination.name}: {type(error).__name__}: {error}"
-            ) from error
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise PeerUnavailable(f"{self.destination.name}: HTTP {response.status_code} on {path}")
-        if response.status_code in (401, 403):
-            raise FinalError(
-                f"{self.destination.name}: authentication failed, HTTP {response.status_code} "
-                "(check username and password)"
-            )
-        return response
+        return request(self._http, self.destination.name, method, path, **kwargs)
 
     def retrieve_instance(
         self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
@@ -109,7 +91,7 @@ class DicomWebClient:
                 f"{self.destination.name}: QIDO-RS answered HTTP {response.status_code}"
             )
         found = []
-        for item in response.json():
+        for item in json_of(response, self.destination.name):
             series = item.get("0020000E", {}).get("Value", [""])[0]  # SeriesInstanceUID
             sop = item.get("00080018", {}).get("Value", [""])[0]  # SOPInstanceUID
             if series and sop:

@@ -1,7 +1,11 @@
 """DIMSE with pynetdicom: C-STORE of files or datasets (modalities, the demo, destinations)
 and C-ECHO, optionally over TLS (PS3.15 B.1: an ssl.SSLContext passed as pynetdicom's
 ``tls_args``). A failed association is diagnosed and named: refused connection, rejected
-association, or a peer that aborted (a TLS handshake that failed looks like that)."""
+association, or a peer that aborted (a TLS handshake that failed looks like that).
+
+pynetdicom's exceptions are translated here, once, with the cause chained: a bad AE title is
+ConfigError, a broken association PeerUnavailable, a dataset the peer does not accept or that
+cannot be encoded FinalError / InvalidInput."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from node.config import Destination
-from node.errors import ConfigError, InvalidInput, PeerUnavailable
+from node.errors import ConfigError, FinalError, InvalidInput, PeerUnavailable
 
 DEFAULT_TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -78,6 +82,19 @@ def _diagnose(peer: Peer, timeout: float) -> str:
     return f"{peer} accepted the connection but aborted before an association was made"
 
 
+def _c_store(assoc: Association, peer: Peer, dataset: pydicom.Dataset) -> pydicom.Dataset:
+    """One C-STORE, pynetdicom's exceptions translated (PS3.7 9.1.1)."""
+    uid = dataset.get("SOPInstanceUID", "?")
+    try:
+        return assoc.send_c_store(dataset)
+    except RuntimeError as error:  # the association ended under us
+        raise PeerUnavailable(f"C-STORE of {uid} to {peer}: {error}") from error
+    except AttributeError as error:  # no SOP class/instance UID, no transfer syntax
+        raise InvalidInput(f"C-STORE of {uid}: {error}") from error
+    except ValueError as error:  # no accepted presentation context, or not encodable
+        raise FinalError(f"C-STORE of {uid} to {peer}: {error}") from error
+
+
 @dataclass(frozen=True)
 class SendOutcome:
     sent: int
@@ -87,12 +104,15 @@ class SendOutcome:
 def _associate(
     peer: Peer, contexts: Sequence[tuple[str, Sequence[str]]], timeout: float
 ) -> Association:
-    ae = AE(ae_title=peer.calling_aet)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    for abstract_syntax, transfer_syntaxes in contexts:
-        ae.add_requested_context(abstract_syntax, list(transfer_syntaxes))
     tls_args = (peer.tls, peer.host) if peer.tls is not None else None
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.called_aet, tls_args=tls_args)
+    try:
+        ae = AE(ae_title=peer.calling_aet)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+        for abstract_syntax, transfer_syntaxes in contexts:
+            ae.add_requested_context(abstract_syntax, list(transfer_syntaxes))
+        assoc = ae.associate(peer.host, peer.port, ae_title=peer.called_aet, tls_args=tls_args)
+    except (ValueError, TypeError) as error:  # pynetdicom validates the AE titles
+        raise ConfigError(f"cannot associate with {peer}: {error}") from error
     if assoc.is_rejected:
         raise PeerUnavailable(
             f"{peer} rejected the association "
@@ -107,7 +127,10 @@ def echo(peer: Peer, timeout: float = 10.0) -> None:
     """C-ECHO: raises PeerUnavailable with the reason when the peer does not verify."""
     assoc = _associate(peer, [(Verification, DEFAULT_TRANSFER_SYNTAXES)], timeout)
     try:
-        status = assoc.send_c_echo()
+        try:
+            status = assoc.send_c_echo()
+        except RuntimeError as error:  # the association ended under us
+            raise PeerUnavailable(f"C-ECHO to {peer}: {error}") from error
         if not status or status.Status != 0x0000:
             raise PeerUnavailable(f"C-ECHO to {peer.called_aet} failed: {status!r}")
     finally:
@@ -151,7 +174,7 @@ def send(peer: Peer, datasets: Sequence[pydicom.Dataset], timeout: float = 30.0)
     sent = 0
     try:
         for dataset in datasets:
-            status = assoc.send_c_store(dataset)
+            status = _c_store(assoc, peer, dataset)
             if not status:
                 # No response: the peer aborted (Orthanc does so for a calling AE it does
                 # not allow to store) or the connection broke.

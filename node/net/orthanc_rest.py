@@ -1,4 +1,8 @@
-"""Orthanc's own REST API: what the node needs to route studies and reconcile /changes."""
+"""Orthanc's own REST API: what the node needs to route studies and reconcile /changes.
+
+httpx's exceptions become the node's in ``node.net.http``; a resource Orthanc does not have
+(a study deleted meanwhile) is ``NotFound``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import Any
 
 import httpx
 
-from node.errors import FinalError, PeerUnavailable
+from node.errors import FinalError, NotFound
+from node.net.http import json_of, request
+
+PEER = "Orthanc"
 
 
 @dataclass(frozen=True)
@@ -44,18 +51,17 @@ class OrthancRest:
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str, **params: str | int) -> Any:
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.HTTPError as error:
-            raise PeerUnavailable(f"Orthanc: {type(error).__name__}: {error}") from error
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer; NotFound for a resource Orthanc does not have."""
+        response = request(self._http, PEER, method, path, **kwargs)
         if response.status_code == 404:
-            raise KeyError(path)
-        if response.status_code >= 500:
-            raise PeerUnavailable(f"Orthanc: HTTP {response.status_code} on {path}")
+            raise NotFound(f"{PEER} has no {path}")
         if response.status_code != 200:
-            raise FinalError(f"Orthanc: HTTP {response.status_code} on {path}")
-        return response.json()
+            raise FinalError(f"{PEER}: HTTP {response.status_code} on {path}")
+        return json_of(response, PEER)
+
+    def _get(self, path: str, **params: str | int) -> Any:
+        return self._call("GET", path, params=params)
 
     def ping(self) -> dict[str, Any]:
         result: dict[str, Any] = self._get("/system")
@@ -95,11 +101,12 @@ class OrthancRest:
         )
 
     def study_instance_count(self, study_instance_uid: str) -> int:
-        found = self._http.post(
+        found = self._call(
+            "POST",
             "/tools/find",
             json={
                 "Level": "Instance",
                 "Query": {"StudyInstanceUID": study_instance_uid},
             },
         )
-        return len(found.json())
+        return len(found)

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from node.config import Destination, Settings
 from node.delivery.service import Deliveries, publisher_for
-from node.errors import MammoNodeError
+from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, JobTransitioned
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
@@ -172,7 +172,7 @@ class Node:
     def stable_study(self, orthanc_study_id: str) -> None:
         try:
             self.intake.stable_study(orthanc_study_id)
-        except KeyError:
+        except NotFound:
             log.info("study gone before intake", extra={"orthanc_study": orthanc_study_id})
         except MammoNodeError as error:
             # The reconciler finds the study again in /changes.
