@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from node.cli.settings import add_settings_options, settings_from
 from node.datasets.importers import FORMATS, ImportOptions, run_import, summarise_rejections
 from node.datasets.manifest import (
     read_dataset_info,
@@ -55,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="a file with one StudyInstanceUID per line",
     )
     fetch.add_argument("--out", type=Path, required=True, metavar="OUT")
-    fetch.add_argument("--config", type=Path, help="YAML settings file (also MAMMO_NODE_CONFIG)")
+    add_settings_options(fetch)
     fetch.set_defaults(handler=cmd_fetch)
 
     imp = commands.add_parser(
@@ -199,7 +200,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """``data fetch``: studies from a PACS into a folder for ``data import``."""
-    from node.config import load_settings
     from node.datasets.pacs import fetch_studies
     from node.errors import ConfigError
     from node.net.dicomweb import DicomWebClient
@@ -211,7 +211,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         ]
     if not studies:
         raise ConfigError("give at least one --study UID or a --studies-file")
-    settings = load_settings(args.config)
+    settings = settings_from(args)
     destination = settings.destination(args.source_name)
     if destination.kind != "dicomweb":
         raise ConfigError(

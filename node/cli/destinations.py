@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from node.config import load_settings
+from node.cli.settings import add_settings_options, settings_from
 
 
 def add_parser(commands: Any) -> None:
@@ -18,14 +17,14 @@ def add_parser(commands: Any) -> None:
         "answers, 1 when not, 2 for an unknown destination.",
     )
     echo.add_argument("destination", metavar="DEST", help="a destination name from the config")
-    echo.add_argument("--config", type=Path, help="YAML settings file (also MAMMO_NODE_CONFIG)")
+    add_settings_options(echo)
     echo.set_defaults(handler=cmd_echo)
 
 
 def cmd_echo(args: argparse.Namespace) -> int:
     from node.delivery.service import echo_destination
 
-    settings = load_settings(args.config).with_secrets()
+    settings = settings_from(args).with_secrets()
     destination = settings.destination(args.destination)  # ConfigError lists the known ones
     print(f"{destination.name}: {echo_destination(destination)}")
     return 0

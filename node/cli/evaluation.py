@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from node.config import load_settings
+from node.cli.settings import add_settings_options, settings_from
 from node.datasets.manifest import read_dataset_info
 from node.evaluation import report as rep
 from node.evaluation.run import score_split
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--split", default="val", help="split to evaluate on")
     ev.add_argument("--baseline", help="model id or id/version to compare with")
     ev.add_argument("--out", type=Path, help="report folder (default var/eval/<model>-<split>)")
-    ev.add_argument("--models-dir", type=Path, help="models folder (default: the node's)")
+    add_settings_options(ev, "models_dir")  # the models folder (default: the node's)
     ev.add_argument(
         "--threshold",
         type=float,
@@ -94,7 +94,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    models_dir = args.models_dir or load_settings(None).models_dir
+    models_dir = settings_from(args).models_dir
     command = _command(args)
     model = score_split(models_dir, args.model, args.dataset, args.split, args.device)
     baseline = (

@@ -9,26 +9,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from node.config import Settings, load_settings
+from node.cli.settings import add_settings_options, settings_from
+from node.errors import NotFound
 
 RESTART = "The node picks this up when it (re)starts."
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(
-        args.config,
-        overrides={
-            "models_dir": getattr(args, "models_dir", None),
-            "data_dir": getattr(args, "data_dir", None),
-        },
-    )
-
-
-def _common(parser: argparse.ArgumentParser, *, data: bool = False) -> None:
-    parser.add_argument("--config", type=Path, help="YAML settings file (also MAMMO_NODE_CONFIG)")
-    parser.add_argument("--models-dir", type=Path, help="the models folder (default ./models)")
-    if data:
-        parser.add_argument("--data-dir", type=Path, help="where the job database lies")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,12 +25,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="model versions, live/shadow, evaluation summary")
-    _common(listing)
+    add_settings_options(listing, "models_dir")
     listing.add_argument("--json", action="store_true", help="one JSON object per model")
     listing.set_defaults(handler=cmd_models_list)
 
     promote = actions.add_parser("promote", help="make ID/VERSION the live model")
-    _common(promote)
+    add_settings_options(promote, "models_dir")
     promote.add_argument("ref", metavar="ID/VERSION")
     promote.add_argument("--reason", help="why (recorded in the history)")
     promote.add_argument(
@@ -57,7 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     promote.set_defaults(handler=cmd_models_promote)
 
     rollback = actions.add_parser("rollback", help="return to the previous live model")
-    _common(rollback)
+    add_settings_options(rollback, "models_dir")
     rollback.add_argument("--reason", help="why (recorded in the history)")
     rollback.set_defaults(handler=cmd_models_rollback)
 
@@ -67,7 +51,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Shadow results are stored per job with their agreement with the live "
         "model (GET /api/v1/models, metric mammo_node_shadow_agreement_ratio).",
     )
-    _common(shadow)
+    add_settings_options(shadow, "models_dir")
     target = shadow.add_mutually_exclusive_group(required=True)
     target.add_argument("ref", nargs="?", metavar="ID/VERSION")
     target.add_argument("--off", action="store_true", help="stop shadow mode")
@@ -91,8 +75,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     feedback.add_argument("--finding", type=int, default=0, help="finding number (0: the exam)")
     feedback.add_argument("--comment", help="free text (kept in the database, never exported)")
     feedback.add_argument("--out", type=Path, help="export: the CSV file to write")
-    feedback.add_argument("--config", type=Path, help="YAML settings file")
-    feedback.add_argument("--data-dir", type=Path, help="where the job database lies")
+    add_settings_options(feedback, "data_dir")
     feedback.set_defaults(handler=cmd_feedback)
 
 
@@ -102,7 +85,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_models_list(args: argparse.Namespace) -> int:
     from node.models.lifecycle import ModelLifecycle
 
-    lifecycle = ModelLifecycle(_settings(args).models_dir)
+    lifecycle = ModelLifecycle(settings_from(args).models_dir)
     for entry in lifecycle.models():
         if args.json:
             print(json.dumps(asdict(entry)))
@@ -115,7 +98,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_promote(args: argparse.Namespace) -> int:
     from node.models.lifecycle import ModelLifecycle
 
-    settings = _settings(args)
+    settings = settings_from(args)
     entry = ModelLifecycle(settings.models_dir).promote(
         args.ref, margins=settings.promotion, reason=args.reason, force=args.force
     )
@@ -127,7 +110,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     from node.models.lifecycle import ModelLifecycle
 
-    entry = ModelLifecycle(_settings(args).models_dir).rollback(args.reason)
+    entry = ModelLifecycle(settings_from(args).models_dir).rollback(args.reason)
     print(f"{entry.model} is live again, was {entry.previous}. {RESTART}")
     return 0
 
@@ -135,7 +118,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
 def cmd_models_shadow(args: argparse.Namespace) -> int:
     from node.models.lifecycle import ModelLifecycle
 
-    entry = ModelLifecycle(_settings(args).models_dir).set_shadow(
+    entry = ModelLifecycle(settings_from(args).models_dir).set_shadow(
         None if args.off else args.ref, args.reason
     )
     state = f"{entry.model} runs in shadow" if entry.model else "shadow mode is off"
@@ -159,24 +142,26 @@ def cmd_feedback(args: argparse.Namespace) -> int:
             raise InvalidFeedback(f"expected a job number or 'export', got {args.target!r}")
         if args.agree is None:
             raise InvalidFeedback("say --agree or --disagree")
-    settings = _settings(args)
+    settings = settings_from(args)
     engine = create_engine(settings.effective_database_url)
     store = FeedbackStore(engine, JobStore(engine))
     if export:
         rows = store.export_csv(args.out)
         print(f"wrote {rows} label rows to {args.out}", file=sys.stderr)
         return 0
-    recorded = store.record(
-        Feedback(
-            job_id=int(args.target),
-            agree=args.agree,
-            finding=args.finding,
-            birads=args.birads,
-            pathology=args.pathology,
-            satisfaction=args.satisfaction,
-            comment=args.comment,
-        )
+    feedback = Feedback(
+        job_id=int(args.target),
+        agree=args.agree,
+        finding=args.finding,
+        birads=args.birads,
+        pathology=args.pathology,
+        satisfaction=args.satisfaction,
+        comment=args.comment,
     )
+    try:
+        recorded = store.record(feedback)
+    except KeyError as error:  # until node.jobs.store raises NotFound itself
+        raise NotFound(f"no job {feedback.job_id}") from error
     recorded.pop("comment", None)
     print(json.dumps(recorded))
     return 0

@@ -1,0 +1,67 @@
+"""The one settings loader of the command line: every command that reads the node's settings
+adds its options with ``add_settings_options`` and builds them with ``settings_from``.
+
+Settings come from the YAML file (``--config`` or MAMMO_NODE_CONFIG), then the environment,
+then the options a command offers, in that order (``node.config.load_settings``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from node.config import Settings, load_settings
+
+# The settings a command line may override: the option, its type and its help.
+OPTIONS: dict[str, tuple[str, type, str]] = {
+    "data_dir": (
+        "--data-dir",
+        Path,
+        "where Orthanc's storage, the job database and logs go (default ./var)",
+    ),
+    "models_dir": ("--models-dir", Path, "the models folder (default ./models)"),
+    "dicom_port": ("--dicom-port", int, "Orthanc's DICOM port (default 4242)"),
+    "http_port": ("--http-port", int, "Orthanc's HTTP/DICOMweb port (default 8042)"),
+    "api_port": ("--api-port", int, "the node's API and /metrics port (default 8000)"),
+    "viewer_port": (
+        "--viewer-port",
+        int,
+        "the OHIF viewer's port, when `make viewer` installed it (default 3000; 0: off)",
+    ),
+    "aet": ("--aet", str, "the node's AE title (default MAMMONODE)"),
+    "model": (
+        "--model",
+        str,
+        "model id or id/version in the models folder (default: the registry's live model)",
+    ),
+    "workers": ("--workers", int, "inference workers in this process (default 1)"),
+}
+
+# What ``up`` and ``serve`` offer: the running node's own settings.
+NODE_OPTIONS = (
+    "data_dir",
+    "dicom_port",
+    "http_port",
+    "api_port",
+    "viewer_port",
+    "aet",
+    "model",
+    "workers",
+)
+
+
+def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
+    """``--config`` and the overrides ``names`` (keys of ``OPTIONS``) on one command."""
+    parser.add_argument("--config", type=Path, help="YAML settings file (also MAMMO_NODE_CONFIG)")
+    for name in names:
+        flag, kind, help_text = OPTIONS[name]
+        parser.add_argument(flag, type=kind, help=help_text)
+    parser.set_defaults(settings_overrides=names)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings of a command whose parser ``add_settings_options`` prepared."""
+    names: tuple[str, ...] = getattr(args, "settings_overrides", ())
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in names}
+    return load_settings(getattr(args, "config", None), overrides=overrides)
