@@ -17,7 +17,12 @@ from node.datasets.importers import ImportOptions, run_import
 from node.datasets.manifest import ImageRecord, read_manifest, read_rejected
 from node.datasets.report import summarise
 from node.datasets.split import assign_splits
+from node.dicom.pixels import presentation_pixels, read_image_file
+from node.domain import ImagePrediction
 from node.errors import DatasetError
+from node.inference.predict import predict_paths
+from node.inference.runner import prepare
+from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
 
 MIAS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mias-dev"
@@ -203,6 +208,41 @@ def test_cbis_ddsm_case_descriptions(tmp_path: Path) -> None:
     assert by_side["R"].label == "malignant" and by_side["L"].label == "benign"
     assert by_side["R"].density_acr == "c" and by_side["R"].view == "CC"
     assert by_side["R"].patient_id == by_side["L"].patient_id != "P_00001"
+
+
+class _LateralitySpy:
+    """Stands in for a loaded model: records the laterality ``predict_paths`` serves it with."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def predict(self, pixels: np.ndarray, laterality: str) -> ImagePrediction:
+        self.seen.append(laterality)
+        return ImagePrediction(score=0.0, heatmap=np.zeros(pixels.shape, np.float32))
+
+
+def test_side_only_in_patient_orientation_is_mirrored_alike_in_training_and_service(
+    tmp_path: Path,
+) -> None:
+    """Train/serve skew: a right CC whose side is only in Patient Orientation ("P\\L",
+    PS3.3 C.7.6.1.1.1) gets the same laterality, so the same mirroring, from the importer,
+    the worker and ``predict``."""
+    ds = next(ds for ds, _ in synthetic_exam(12, rows=128, columns=104))
+    del ds.ImageLaterality
+    ds.SeriesDescription = "Synthetic phantom"
+    assert list(ds.PatientOrientation) == ["P", "L"] and "Laterality" not in ds
+    _write(ds, tmp_path / "src" / "r_cc.dcm")
+    (record,) = run_import(ImportOptions(tmp_path / "src", tmp_path / "ds", "dicom", "x")).records
+
+    served = source_image(ds)
+    spy = _LateralitySpy()
+    list(predict_paths([tmp_path / "src" / "r_cc.dcm"], spy))  # type: ignore[arg-type]
+    assert record.laterality == served.ImageLaterality == spy.seen[0] == "R"
+    assert record.view == served.ViewPosition == "CC"
+    stored, _ = read_image_file(tmp_path / "ds" / record.path)
+    _, trained = prepare(stored, record.laterality, (64, 64))
+    _, serving = prepare(presentation_pixels(ds), served.ImageLaterality, (64, 64))
+    assert trained.flipped == serving.flipped is True
 
 
 def _records(n_patients: int) -> list[ImageRecord]:

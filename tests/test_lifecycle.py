@@ -14,7 +14,8 @@ import yaml
 from node.cli.review import add_parser
 from node.config import PromotionMargins, Settings, load_settings
 from node.errors import ConfigError, InvalidRegistryFile, LifecycleError, PromotionRefused
-from node.models.lifecycle import EvaluationSummary, ModelLifecycle, check_promotion, live_model_ref
+from node.models.lifecycle import ModelLifecycle, live_model_ref
+from node.models.promotion import EvaluationSummary, check_promotion
 from node.models.registry import device_uid
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

@@ -4,6 +4,7 @@ data, and the CBIS-DDSM mammograms (Secondary Capture, RLE Lossless, laterality 
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,17 @@ import yaml
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_uid
 
+from node.cli import main
+from node.datasets.manifest import read_manifest, read_rejected
 from node.dicom.pixels import presentation_pixels
-from node.dicom.views import missing_views, normalise, normalise_dataset, tags_getter
+from node.dicom.views import (
+    dataset_getter,
+    identity,
+    missing_views,
+    normalise,
+    normalise_dataset,
+    tags_getter,
+)
 from node.jobs.pipeline import source_image
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (
@@ -115,6 +125,54 @@ def test_cbis_ddsm_headers_are_normalised() -> None:
             assert ds.file_meta.TransferSyntaxUID == RLELossless
             source = source_image(ds)
             assert f"{source.ImageLaterality}{source.ViewPosition}".lower() == view
+
+
+@pytest.mark.parametrize(
+    ("patient_id", "expected"),
+    [
+        ("Mass-Test_P_00173_LEFT_CC", ("P_00173", "P_00173/20161004")),
+        ("Calc-Training_P_00005_RIGHT_MLO_1", ("P_00005", "P_00005/20161004")),
+        ("12345", ("12345", "1.2.3")),
+        ("CC-2024-0001", ("CC-2024-0001", "1.2.3")),
+    ],
+)
+def test_identity_removes_a_per_image_suffix_from_patient_id(
+    patient_id: str, expected: tuple[str, str]
+) -> None:
+    ds = _dataset(PatientID=patient_id, StudyInstanceUID="1.2.3", StudyDate="20161004")
+    found = identity(dataset_getter(ds))
+    assert (found.patient_id, found.study_key) == expected
+
+
+def test_cbis_ddsm_dicom_import_makes_one_woman_per_case(tmp_path: Path) -> None:
+    """The 8 CBIS-DDSM images: every view is its own "patient" and study in the header
+    (PatientID ``Mass-Test_P_00173_LEFT_CC``), the view is only in Patient Orientation.
+    ``data import --format dicom`` makes 2 women with laterality and view for each image,
+    and one exam (Study Instance UID) per woman in the kept DICOM."""
+    src, out, key = tmp_path / "src", tmp_path / "ds", tmp_path / "reid.csv"
+    for number, case in enumerate(cbis_cases()):
+        (src / str(number)).mkdir(parents=True)
+        for path in case.values():
+            (src / str(number) / path.name).symlink_to(path)
+    args = ["data", "import", str(src), "--format", "dicom", "--out", str(out)]
+    assert main([*args, "--keep-dicom", "--reid-key", str(key)]) == 0
+    records = read_manifest(out)
+    assert len(records) == 8 and read_rejected(out) == []
+    with key.open(newline="") as f:
+        women = {
+            r["pseudonym"]: r["original"] for r in csv.DictReader(f) if r["kind"] == "PatientID"
+        }
+    views: dict[str, list[str]] = {}
+    studies: dict[str, set[str]] = {}
+    for record in records:
+        views.setdefault(women[record.patient_id], []).append(f"{record.laterality}{record.view}")
+        kept = pydicom.dcmread(out / "dicom" / f"{record.image_id}.dcm", stop_before_pixels=True)
+        studies.setdefault(record.patient_id, set()).add(str(kept.StudyInstanceUID))
+    assert {woman: sorted(v) for woman, v in views.items()} == {
+        "P_00173": ["LCC", "LMLO", "RCC", "RMLO"],
+        "P_00820": ["LCC", "LMLO", "RCC", "RMLO"],
+    }
+    assert [len(uids) for uids in studies.values()] == [1, 1]
 
 
 def cbis_exam(case: dict[str, Path], study_uid: str) -> list[pydicom.Dataset]:

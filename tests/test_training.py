@@ -22,13 +22,14 @@ from node.errors import TrainingError
 from node.inference.network import LesionNet
 from node.inference.runner import prepare
 from node.models.registry import load_model
-from node.training import loop
+from node.training import loop, synthetic
 from node.training.config import load_config
 from node.training.cv import patient_folds
 from node.training.data import lesion_target, load_samples
 from node.training.run import run_training
 
 SIZE = 64
+SHIPPED_SYNTHETIC = Path(__file__).resolve().parent.parent / "models" / "synthetic-unet" / "0.1.0"
 
 
 def make_dataset(folder: Path, patients: int = 8, dataset_id: str = "tiny") -> Path:
@@ -259,3 +260,23 @@ def test_cross_validation_is_recorded_and_the_model_served(tmp_path: Path) -> No
     assert 0.0 <= model.predict(pixels, "R").score <= 1.0
     with pytest.raises(TrainingError, match="cv_folds"):
         load_config(write_config(tmp_path / "bad.yaml", dataset, out, cv_folds=1))
+
+
+def test_synthetic_recipe_writes_the_demonstration_model_folder(tmp_path: Path) -> None:
+    """``python -m node.training.synthetic``, tiny: the folder the shipped synthetic-unet has,
+    served by the registry as written, with its held-out figures in model.yaml and the card."""
+    out = tmp_path / "models" / "synthetic-test" / "0.0.1"
+    args = ["--out", str(out), "--steps", "2", "--batch", "2", "--pool", "4"]
+    synthetic.main([*args, "--calibration", "4", "--heldout", "3"])
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.yaml", "weights.pt"]
+    spec = yaml.safe_load((out / "model.yaml").read_text())
+    shipped = yaml.safe_load((SHIPPED_SYNTHETIC / "model.yaml").read_text())
+    assert list(spec) == list(shipped) and list(spec["evaluation"]) == list(shipped["evaluation"])
+    assert spec["network"] == shipped["network"] and spec["input_size"] == shipped["input_size"]
+    assert spec["training_data"].startswith("synthetic phantoms only")
+    assert load_model(tmp_path / "models", "synthetic-test/0.0.1").spec.version == "0.0.1"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "NOT FOR CLINICAL USE" in card and "| auc_mass_vs_normal |" in card
+    headings = [line for line in card.splitlines() if line.startswith("#")]
+    shipped_card = (SHIPPED_SYNTHETIC / "MODEL_CARD.md").read_text().splitlines()
+    assert headings[1:] == [line for line in shipped_card if line.startswith("#")][1:]

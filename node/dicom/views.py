@@ -25,7 +25,16 @@ View (CC, MLO, ML, LM, XCCL, ...):
 
 Each function takes a ``get(keyword)`` accessor, so the same rules apply to a pydicom
 Dataset (the worker) and to Orthanc's simplified tags (intake), and the answer says where
-it came from (for the audit record).
+it came from (for the audit record). The service, ``predict`` and the dataset importers all
+read through here, so an image is mirrored the same way in training and in service.
+
+Patient and exam (``identity``), for the data path (patient-level splits, one exam per
+woman and day): Patient ID (0010,0020) as it is, unless it names one image: archives that
+publish every view as its own "patient" (CBIS-DDSM on TCIA: ``Mass-Test_P_00173_LEFT_CC``,
+ROI masks with a ``_1`` after it, one Study Instance UID per view) carry the side and view
+at its end. Then the woman is the ID without that suffix (and without CBIS-DDSM's
+abnormality-set prefix, since ``Mass-`` and ``Calc-`` sets share patients), and the exam
+is that woman on the Study Date, not the per-view Study Instance UID.
 """
 
 from __future__ import annotations
@@ -81,6 +90,12 @@ _VIEW_TOKEN = re.compile(
 _SIDE_WORD = re.compile(r"(?<![A-Z])(RIGHT|LEFT)(?![A-Z])")
 _ORIENTATION = re.compile(r"^[APRLHF]+$")
 _TEXT_TAGS: Final = ("SeriesDescription", "ProtocolName", "ImageComments")
+_PER_IMAGE_PATIENT = re.compile(
+    r"^(?:(?:MASS|CALC)-(?:TRAINING|TEST)_)?(?P<patient>.+?)[ _\-](?:RIGHT|LEFT|R|L)[ _\-]?"
+    r"(?:XCCL|XCCM|MLO|LMO|CC|ML|LM|FB|SIO)(?:_\d+)?$",
+    re.IGNORECASE,
+)
+PER_IMAGE_PATIENT: Final = "PatientID (per-image suffix removed)"
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,20 @@ class Normalised:
     def label(self) -> str:
         """The exam-assembly key, e.g. "R CC" (empty parts when unknown)."""
         return f"{self.laterality} {self.view}".strip()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The woman and the exam an image belongs to, and where the patient was read from."""
+
+    patient_id: str  # "" when the header has none
+    study_key: str  # Study Instance UID, or "<patient_id>/<StudyDate>" for per-view studies
+    patient_from: str = ""  # "PatientID", "PatientID (per-image suffix removed)" or ""
+
+    @property
+    def per_image(self) -> bool:
+        """True when the header gave every image its own patient and study."""
+        return self.patient_from == PER_IMAGE_PATIENT
 
 
 def dataset_getter(dataset: pydicom.Dataset) -> Getter:
@@ -196,6 +225,17 @@ def view(get: Getter) -> tuple[str, str]:
         if token:
             return token.group(2), keyword
     return "", ""
+
+
+def identity(get: Getter) -> Identity:
+    """(patient, exam) by the rule in the module docstring."""
+    patient = str(get("PatientID") or "").strip()
+    study = str(get("StudyInstanceUID") or "").strip()
+    match = _PER_IMAGE_PATIENT.match(patient)
+    if match is None:
+        return Identity(patient, study, "PatientID" if patient else "")
+    woman = match.group("patient")
+    return Identity(woman, f"{woman}/{str(get('StudyDate') or '').strip()}", PER_IMAGE_PATIENT)
 
 
 def normalise(get: Getter) -> Normalised:

@@ -6,20 +6,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pydicom
+
 from node.dicom.pixels import read_image_file
+from node.dicom.views import normalise_dataset
 from node.errors import InvalidInput
 from node.inference.runner import LoadedModel
 
 
-def _laterality(ds: Any) -> str:
-    """ImageLaterality (0020,0062), else Laterality (0020,0060), else "" (unknown)."""
-    if ds is None:
-        return ""
-    for keyword in ("ImageLaterality", "Laterality"):
-        value = str(getattr(ds, keyword, "") or "").strip().upper()
-        if value in ("L", "R"):
-            return value
-    return ""
+def _laterality(ds: pydicom.Dataset | None) -> str:
+    """The breast by the service's rules (``node.dicom.views``); "" for plain image files."""
+    return "" if ds is None else normalise_dataset(ds).laterality
 
 
 def predict_paths(paths: Iterable[Path], model: LoadedModel) -> Iterator[dict[str, Any]]:

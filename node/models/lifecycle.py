@@ -1,36 +1,11 @@
 """Which model version is live, which runs in shadow, and how a new one gets promoted.
 
-The record is ``<models_dir>/registry.yaml``, so it travels with the model folders and is
-reviewed like them::
-
-    live: synthetic-unet/0.1.0
-    shadow: null                      # or id/version: runs beside live, never published
-    history:                          # every change, oldest first, with its reason
-    - {at: '2026-01-01T00:00:00Z', action: promote, model: synthetic-unet/0.1.0,
-       previous: null, reason: ..., forced: false}
-
-A candidate becomes live only when it is not worse than the live model on the same locked
-validation set, as recorded in the ``evaluation`` block of each model.yaml, either as
-``mammo-node evaluate --record`` writes it (the set is ``dataset_id/split``)::
-
-    evaluation:
-      validation:
-        dataset_id: mias-dev
-        split: val
-        figures:
-          auc: {value: 0.87, ci: [0.80, 0.93]}
-          sensitivity_at_operating_point: {value: 0.80, ci: [...]}
-
-or in the short form::
-
-    evaluation:
-      locked_set: mias-locked-v1      # id of the locked validation set
-      auc: 0.87
-      sensitivity_at_operating_point: 0.80
-
-``--force --reason`` overrides the rule and is recorded. Rollback replays the history as a
-stack (promote pushes, rollback pops), so two rollbacks go two steps back, never ping-pong.
-The node's ``model`` setting, when set, overrides the live model.
+The record is ``<models_dir>/registry.yaml`` (``node.models.registry_file``); a candidate
+becomes live only through the promotion gate (``node.models.promotion``): not worse than
+the live model on the same locked validation set. ``--force --reason`` overrides the rule and
+is recorded. Rollback replays the history as a stack (promote pushes, rollback pops), so two
+rollbacks go two steps back, never ping-pong. The node's ``model`` setting, when set,
+overrides the live model.
 """
 
 from __future__ import annotations
@@ -38,14 +13,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from node.config import PromotionMargins
 from node.errors import (
@@ -55,111 +26,15 @@ from node.errors import (
     ModelNotFound,
     PromotionRefused,
 )
+from node.models.promotion import EvaluationSummary, check_promotion, evaluation_of
 from node.models.registry import ModelFolder, find_model, load_model, parse_model_yaml, version_key
-
-REGISTRY_FILE = "registry.yaml"
-ACTIONS = ("promote", "rollback", "shadow")
-_KEYS = {"live", "shadow", "history"}
-_ENTRY_KEYS = {"at", "action", "model", "previous", "reason", "forced"}
-_HEADER = (
-    "# The node's model lifecycle: the live model, the shadow model and every change.\n"
-    "# Written by `mammo-node models promote | rollback | shadow`.\n"
+from node.models.registry_file import (
+    REGISTRY_FILE,
+    HistoryEntry,
+    RegistryState,
+    parse_registry,
+    write_registry,
 )
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    at: str  # ISO 8601, UTC
-    action: str  # promote | rollback | shadow
-    model: str | None  # the model made live (or shadow; None when shadow was switched off)
-    previous: str | None  # the live (or shadow) model before
-    reason: str
-    forced: bool = False
-
-
-@dataclass(frozen=True)
-class RegistryState:
-    live: str
-    shadow: str | None
-    history: tuple[HistoryEntry, ...]
-
-    def live_stack(self) -> list[str]:
-        """The live models in the order they were made live, rollbacks popped."""
-        stack: list[str] = []
-        for entry in self.history:
-            if entry.action == "promote" and entry.model:
-                stack.append(entry.model)
-            elif entry.action == "rollback" and stack:
-                stack.pop()
-        return stack
-
-
-@dataclass(frozen=True)
-class EvaluationSummary:
-    """The figures promotion compares, read from model.yaml's ``evaluation`` block."""
-
-    locked_set: str | None
-    auc: float | None
-    sensitivity: float | None
-    specificity: float | None
-
-    @classmethod
-    def from_evaluation(cls, evaluation: Mapping[str, Any]) -> EvaluationSummary:
-        validation = evaluation.get("validation")
-        if isinstance(validation, Mapping):
-            return cls._from_recorded(validation)
-
-        def number(key: str) -> float | None:
-            value = evaluation.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-            return None
-
-        locked = evaluation.get("locked_set")
-        return cls(
-            locked_set=str(locked) if isinstance(locked, str) and locked.strip() else None,
-            auc=number("auc"),
-            sensitivity=number("sensitivity_at_operating_point"),
-            specificity=number("specificity_at_operating_point"),
-        )
-
-    @classmethod
-    def _from_recorded(cls, validation: Mapping[str, Any]) -> EvaluationSummary:
-        """The block ``mammo-node evaluate --record`` writes (node/evaluation)."""
-        figures = validation.get("figures")
-        figures = figures if isinstance(figures, Mapping) else {}
-
-        def value(key: str) -> float | None:
-            entry = figures.get(key)
-            number = entry.get("value") if isinstance(entry, Mapping) else entry
-            if isinstance(number, int | float) and not isinstance(number, bool):
-                return float(number)
-            return None
-
-        dataset, split = validation.get("dataset_id"), validation.get("split")
-        locked = (
-            f"{dataset}/{split}" if isinstance(dataset, str) and isinstance(split, str) else None
-        )
-        return cls(
-            locked_set=locked,
-            auc=value("auc"),
-            sensitivity=value("sensitivity_at_operating_point"),
-            specificity=value("specificity_at_operating_point"),
-        )
-
-    def describe(self) -> str:
-        if self.locked_set is None:
-            return "not evaluated on a locked set"
-        figures = [
-            f"{name} {value:.3f}"
-            for name, value in (
-                ("AUC", self.auc),
-                ("sens", self.sensitivity),
-                ("spec", self.specificity),
-            )
-            if value is not None
-        ]
-        return f"{self.locked_set}: {', '.join(figures) or 'no figures'}"
 
 
 @dataclass(frozen=True)
@@ -177,93 +52,8 @@ def ref_of(folder: ModelFolder) -> str:
     return f"{folder.spec.model_id}/{folder.spec.version}"
 
 
-def evaluation_of(folder: ModelFolder) -> EvaluationSummary:
-    """The evaluation summary of a validated model folder."""
-    raw = yaml.safe_load((folder.path / "model.yaml").read_text(encoding="utf-8"))
-    return EvaluationSummary.from_evaluation(raw["evaluation"])
-
-
-def check_promotion(
-    candidate: EvaluationSummary, live: EvaluationSummary, margins: PromotionMargins
-) -> None:
-    """Raise PromotionRefused unless the candidate is not worse than live on the same set."""
-    if candidate.locked_set is None or live.locked_set is None:
-        which = "candidate" if candidate.locked_set is None else "live model"
-        raise PromotionRefused(
-            f"the {which} has no evaluation on a locked set (evaluation.locked_set in model.yaml)"
-        )
-    if candidate.locked_set != live.locked_set:
-        raise PromotionRefused(
-            f"not evaluated on the same locked set: candidate {candidate.locked_set!r}, "
-            f"live {live.locked_set!r}"
-        )
-    checks = (
-        ("AUC", candidate.auc, live.auc, margins.max_auc_drop),
-        ("sensitivity", candidate.sensitivity, live.sensitivity, margins.max_sensitivity_drop),
-    )
-    for name, new, old, drop in checks:
-        if new is None or old is None:
-            raise PromotionRefused(f"{name} is missing from an evaluation on {live.locked_set}")
-        if new < old - drop - 1e-9:
-            raise PromotionRefused(
-                f"{name} {new:.3f} is worse than the live model's {old:.3f} on "
-                f"{live.locked_set} (allowed drop {drop:.3f})"
-            )
-
-
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _check_ref(path: Path, field: str, value: Any, *, optional: bool) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or value.count("/") != 1:
-        raise InvalidRegistryFile(f"{path}: {field} must be 'id/version', got {value!r}")
-    model_id, version = value.split("/")
-    try:
-        version_key(version)
-    except ValueError as error:
-        raise InvalidRegistryFile(f"{path}: {field}: {error}") from error
-    if not model_id:
-        raise InvalidRegistryFile(f"{path}: {field} has an empty model id")
-    return value
-
-
-def parse_registry(path: Path, text: str) -> RegistryState:
-    """Validate registry.yaml strictly: a node must not start on a half-written record."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise InvalidRegistryFile(f"{path}: not YAML: {error}") from error
-    if not isinstance(raw, dict) or set(raw) != _KEYS:
-        keys = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
-        raise InvalidRegistryFile(f"{path}: needs exactly the keys {sorted(_KEYS)}, got {keys}")
-    live = _check_ref(path, "live", raw["live"], optional=False)
-    assert live is not None
-    shadow = _check_ref(path, "shadow", raw["shadow"], optional=True)
-    if not isinstance(raw["history"], list):
-        raise InvalidRegistryFile(f"{path}: history must be a list")
-    history = []
-    for index, item in enumerate(raw["history"]):
-        where = f"history[{index}]"
-        if not isinstance(item, dict) or set(item) != _ENTRY_KEYS:
-            raise InvalidRegistryFile(f"{path}: {where} needs exactly {sorted(_ENTRY_KEYS)}")
-        if item["action"] not in ACTIONS:
-            raise InvalidRegistryFile(f"{path}: {where}.action must be one of {ACTIONS}")
-        if not isinstance(item["reason"], str) or not isinstance(item["forced"], bool):
-            raise InvalidRegistryFile(f"{path}: {where}: reason is text, forced true/false")
-        history.append(
-            HistoryEntry(
-                at=str(item["at"]),
-                action=item["action"],
-                model=_check_ref(path, f"{where}.model", item["model"], optional=True),
-                previous=_check_ref(path, f"{where}.previous", item["previous"], optional=True),
-                reason=item["reason"],
-                forced=item["forced"],
-            )
-        )
-    return RegistryState(live=live, shadow=shadow, history=tuple(history))
 
 
 class ModelLifecycle:
@@ -435,24 +225,7 @@ class ModelLifecycle:
             os.close(lock)
 
     def _write(self, state: RegistryState) -> None:
-        document = {
-            "live": state.live,
-            "shadow": state.shadow,
-            "history": [asdict(entry) for entry in state.history],
-        }
-        text = _HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-        parse_registry(self.path, text)  # never write what could not be read back
-        handle, temporary = tempfile.mkstemp(dir=self.models_dir, prefix=".registry-")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except OSError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        write_registry(self.path, state)
 
 
 def live_model_ref(models_dir: Path, configured: str) -> str:

@@ -3,11 +3,14 @@
 ``node.models.registry`` loads what this writes unchanged; ``evaluation`` (a free mapping
 in model.yaml) records what the model was trained on (dataset id, splits, images) so that
 ``mammo-node evaluate`` can refuse to score a model on its own training images, and later the
-validation figures ``evaluate --record`` measured.
+validation figures ``evaluate --record`` measured. The synthetic demonstration model
+(``node.training.synthetic``) records its held-out phantom figures there instead, and has a
+card of its own (``render_synthetic_card``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,17 @@ def network_kwargs(config: TrainConfig) -> dict[str, Any]:
 def model_yaml(
     config: TrainConfig, trained_on: dict[str, Any], op: float, training: dict[str, Any]
 ) -> dict[str, Any]:
+    """model.yaml of a model trained on a dataset folder (``mammo-node train``)."""
+    described = config.training_data or f"dataset {trained_on['dataset_id']}"
+    return registry_spec(
+        replace(config, training_data=described),
+        op,
+        {"trained_on": trained_on, "training": training},
+    )
+
+
+def registry_spec(config: TrainConfig, op: float, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``node.models.registry`` reads, in its order, and a free ``evaluation``."""
     return {
         "id": config.model_id,
         "version": config.version,
@@ -46,10 +60,10 @@ def model_yaml(
         "preprocessing": dict(PREPROCESSING),
         "operating_point": round(op, 4),
         "finding_threshold": config.finding_threshold,
-        "training_data": config.training_data or f"dataset {trained_on['dataset_id']}",
+        "training_data": config.training_data,
         "intended_use": config.intended_use,
         "licence": config.licence,
-        "evaluation": {"trained_on": trained_on, "training": training},
+        "evaluation": evaluation,
     }
 
 
@@ -196,3 +210,65 @@ def render_card(folder: Path) -> str:
 
 def write_card(folder: Path) -> None:
     (folder / "MODEL_CARD.md").write_text(render_card(folder), encoding="utf-8")
+
+
+SYNTHETIC_CARD = """# {name} — `{id}` {version}
+
+**NOT FOR CLINICAL USE.** This model has never seen a real mammogram.
+
+## What it is
+A small 2-D U-Net (MONAI `BasicUNet`, features {features}, {size_kb} kB of weights) that outputs a
+lesion heatmap; the image score is a Platt-calibrated sigmoid of the mean of its top-{top_k} logits.
+Input: presentation pixels (after Modality/VOI LUT and polarity), breast turned chest wall
+left, scaled to {rows}x{cols} keeping the aspect ratio, divided by the median tissue value.
+
+## Training data
+{training}: {pool} pre-rendered 512x416 phantoms (35 % normal, 50 % with 1–2 masses, some
+spiculated, part with a calcification cluster, 15 % calcification cluster only), random
+laterality and view (CC/MLO), the training loop and augmentation of `mammo-node train`
+(`node.training.loop`, `node.training.augment`: lesion-centred {crop} crops, vertical flip,
+small affine, intensity scale, gamma, noise). Platt scaling fitted on {calib} further
+phantoms. Trained on CPU, one thread, in {train_s} s.
+
+## Measured on held-out synthetic phantoms (this training run)
+| measure | value |
+|---|---|
+{table}
+
+Operating point {op}: image score at or above it suggests recall. Finding threshold {ft}.
+
+## What it can and cannot do
+- It can find the bright, round or spiculated blobs and bright dot clusters that
+  `node.synthetic.phantom` draws, so the node's pipeline (SEG, SR, heatmaps) can be tested end
+  to end with known truth.
+- It cannot detect cancer. Real masses, architectural distortion, asymmetries, real
+  calcification morphology and real tissue texture are absent from its training data; its scores
+  on real images mean nothing. Calcifications are small at {rows}x{cols}; see the measured figures.
+"""
+
+
+def render_synthetic_card(
+    folder: Path, pool: int, calibration: int, crop: tuple[int, int], train_s: float
+) -> str:
+    """MODEL_CARD.md of the synthetic demonstration model, from its model.yaml."""
+    spec = read_model_yaml(folder)
+    rows, cols = spec["input_size"]
+    kwargs = spec["network"]["kwargs"]
+    return SYNTHETIC_CARD.format(
+        name=spec["name"],
+        id=spec["id"],
+        version=spec["version"],
+        features=kwargs["features"],
+        top_k=kwargs["top_k"],
+        size_kb=(folder / "weights.pt").stat().st_size // 1024,
+        rows=rows,
+        cols=cols,
+        training=spec["training_data"],
+        pool=pool,
+        crop="x".join(map(str, crop)),
+        calib=calibration,
+        train_s=round(train_s),
+        table="\n".join(f"| {k} | {v} |" for k, v in spec["evaluation"].items()),
+        op=spec["operating_point"],
+        ft=spec["finding_threshold"],
+    )
