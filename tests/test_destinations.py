@@ -16,6 +16,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from node.cli import main
 from node.config import Destination, load_settings
+from node.db import create_engine
 from node.delivery.service import (
     Deliveries,
     DeliveryState,
@@ -25,7 +26,7 @@ from node.delivery.service import (
     union_of_kinds,
 )
 from node.errors import ConfigError, FinalError, PeerUnavailable
-from node.jobs.store import JobStore, create_engine
+from node.jobs.store import JobStore
 from node.synthetic.dicom import synthetic_exam
 from node.writers.outputs import DEFAULT_OUTPUT_KINDS, OUTPUT_KINDS, Output
 from tests.harness import (

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from node.db import create_engine
 from node.errors import InvalidTransition, LeaseLost
 from node.jobs.states import JobState
-from node.jobs.store import JobStore, create_engine
+from node.jobs.store import JobStore
 from tests.postgres import postgres_server
 
 

@@ -369,8 +369,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from node.db import create_engine
     from node.jobs.states import JobState
-    from node.jobs.store import JobStore, create_engine
+    from node.jobs.store import JobStore
 
     settings = load_settings(args.config, overrides={"data_dir": args.data_dir})
     store = JobStore(create_engine(settings.effective_database_url))

@@ -147,8 +147,9 @@ def cmd_models_shadow(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
+    from node.db import create_engine
     from node.errors import InvalidFeedback
-    from node.jobs.store import JobStore, create_engine
+    from node.jobs.store import JobStore
     from node.review.feedback import Feedback, FeedbackStore
 
     export = args.target == "export"

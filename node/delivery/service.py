@@ -36,8 +36,9 @@ import sqlalchemy as sa
 from pydicom.errors import InvalidDicomError
 
 from node.config import ALL_OUTPUTS, Destination
+from node.db import deliveries_table
 from node.errors import ConfigError, FinalError, InvalidTransition, RetryableError
-from node.jobs.store import JobStore, metadata
+from node.jobs.store import JobStore
 from node.net.dicomweb import DicomWebClient
 from node.net.dimse import echo as dimse_echo
 from node.net.dimse import peer_of, send
@@ -62,24 +63,6 @@ TRANSITION_TABLE: dict[DeliveryState, frozenset[DeliveryState]] = {
 }
 SENDABLE = frozenset({D.PENDING, D.RETRY})
 MAX_DUE_PER_PASS = 20  # bounded work per pass of the retry loop
-
-deliveries_table = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
-    sa.Column("destination", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("max_attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_at", sa.Float, nullable=False),
-    sa.Column("kinds", sa.JSON, nullable=False),  # the output kinds this destination receives
-    sa.Column("sent", sa.Integer, nullable=False),  # instances accepted by the destination
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("job_id", "destination", name="uq_delivery"),
-)
 
 
 def check_transition(current: DeliveryState, target: DeliveryState) -> None:
@@ -213,7 +196,6 @@ class Deliveries:
         self.outbox_dir = outbox_dir
         self.publishers = {p.destination.name: p for p in publishers}
         self.kinds = {name: selected_kinds(p.destination) for name, p in self.publishers.items()}
-        deliveries_table.create(self.engine, checkfirst=True)
 
     @property
     def wanted_kinds(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from node.config import Destination, Settings
+from node.db import create_engine
 from node.delivery.service import Deliveries, publisher_for
 from node.errors import MammoNodeError
 from node.events import EventBus, JobTransitioned
@@ -20,7 +21,7 @@ from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.pipeline import ExamPipeline
 from node.jobs.states import JobState
-from node.jobs.store import Job, JobStore, create_engine
+from node.jobs.store import Job, JobStore
 from node.jobs.worker import Worker
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
