@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from node.api.deliveries import DeliveryServices, add_delivery_routes, job_deliveries
 from node.api.review import ReviewServices, add_review_routes
-from node.errors import InvalidTransition, MammoNodeError
+from node.errors import Conflict, InvalidTransition, MammoNodeError, NotFound
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 
@@ -112,7 +112,7 @@ def create_api(node: NodeServices) -> FastAPI:
     def get_job(job_id: int) -> dict[str, Any]:
         try:
             job = node.store.get(job_id)
-        except KeyError as error:
+        except NotFound as error:
             raise HTTPException(404, f"no job {job_id}") from error
         view = job_view(job)
         view["history"] = [asdict(e) for e in node.store.history(job_id)]
@@ -123,9 +123,9 @@ def create_api(node: NodeServices) -> FastAPI:
     def requeue(job_id: int) -> dict[str, Any]:
         try:
             return job_view(node.store.requeue(job_id))
-        except KeyError as error:
+        except NotFound as error:
             raise HTTPException(404, f"no job {job_id}") from error
-        except InvalidTransition as error:
+        except (InvalidTransition, Conflict) as error:
             raise HTTPException(409, str(error)) from error
 
     @app.get("/api/v1/routing", dependencies=[Auth])

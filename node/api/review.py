@@ -12,7 +12,13 @@ from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.errors import InvalidFeedback, InvalidModelConfig, JobNotReviewable, LifecycleError
+from node.errors import (
+    InvalidFeedback,
+    InvalidModelConfig,
+    JobNotReviewable,
+    LifecycleError,
+    NotFound,
+)
 from node.models.lifecycle import ModelLifecycle
 from node.review.feedback import Feedback, FeedbackStore
 from node.review.shadow import ShadowStore
@@ -72,7 +78,7 @@ def add_review_routes(app: FastAPI, node: ReviewServices, auth: Depends) -> None
     def feedback(body: FeedbackIn) -> dict[str, Any]:
         try:
             recorded = node.feedback.record(Feedback(**body.model_dump()))
-        except KeyError as error:
+        except NotFound as error:
             raise HTTPException(404, f"no job {body.job_id}") from error
         except JobNotReviewable as error:
             raise HTTPException(409, str(error)) from error

@@ -2,8 +2,8 @@
 
 Every state change is a compare-and-set (``UPDATE ... WHERE id = ? AND state = ? AND
 lease_owner = ?``) so two workers can never both own a job, on either database, and every
-change appends a row to ``job_events``: the audit trail of what happened to each exam.
-The tables are ``node.db``'s; the schema is
+state change appends a row to ``job_events``: the audit trail of what happened to each exam,
+each row a move the transition table allows. The tables are ``node.db``'s; the schema is
 brought up to date (``node.db.upgrade``) when a store starts.
 Stored identifiers are DICOM UIDs and Orthanc ids only, never names or patient ids.
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from node.db import job_events_table, jobs_table, node_state_table, routing_table, upgrade
-from node.errors import InvalidTransition, LeaseLost
+from node.errors import Conflict, LeaseLost, NotFound
 from node.jobs.states import LEASABLE, WORKING, JobState, check_transition
 
 
@@ -167,6 +167,7 @@ class JobStore:
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
+        """The job; NotFound when there is none."""
         with self.engine.connect() as connection:
             row = (
                 connection.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))
@@ -174,7 +175,7 @@ class JobStore:
                 .first()
             )
         if row is None:
-            raise KeyError(f"no job {job_id}")
+            raise NotFound(f"no job {job_id}")
         return Job.from_row(row)
 
     def find_by_key(self, idempotency_key: str) -> Job | None:
@@ -357,13 +358,19 @@ class JobStore:
                 )
                 if updated.rowcount != 1:
                     return None
-                self._event(connection, job.id, JobState.QUEUED, JobState.QUEUED, None, reason)
         except sa.exc.IntegrityError:
             return None  # another intake already regrouped it to this instance set
+        # Not a transition (the job stays queued), so no row in job_events: that trail holds
+        # only moves the transition table allows. The reason goes to the log.
+        log.info("queued job regrouped: %s", reason, extra={"job_id": job.id})
         return self.get(job.id)
 
     def requeue(self, job_id: int, reason: str = "re-queued by an administrator") -> Job:
-        """Send a failed job round again (fresh attempts)."""
+        """Send a failed job round again (fresh attempts).
+
+        Raises NotFound, InvalidTransition (the job is not failed) or Conflict (it changed
+        meanwhile).
+        """
         job = self.get(job_id)
         moved = self._cas(
             job,
@@ -374,7 +381,7 @@ class JobStore:
             expect_owner=False,
         )
         if moved is None:
-            raise InvalidTransition(f"job {job_id} changed while being re-queued")
+            raise Conflict(f"job {job_id} changed while being re-queued")
         return moved
 
     def _cas(

@@ -129,7 +129,7 @@ class FeedbackStore:
     def record(self, feedback: Feedback) -> dict[str, Any]:
         """Store ``feedback`` (replacing an earlier one for the same job and finding).
 
-        Raises KeyError for an unknown job, JobNotReviewable for a job without a result and
+        Raises NotFound for an unknown job, JobNotReviewable for a job without a result and
         InvalidFeedback for a finding number the result does not have.
         """
         job = self.jobs.get(feedback.job_id)
