@@ -8,8 +8,9 @@ from typing import Any, Protocol
 from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 
-from node.delivery.service import Deliveries, DeliveryState, delivery_summary
-from node.errors import InvalidTransition, MammoNodeError
+from node.delivery.service import Deliveries, delivery_summary
+from node.delivery.states import DeliveryState
+from node.errors import InvalidTransition, MammoNodeError, NotFound
 
 
 class DeliveryServices(Protocol):
@@ -39,7 +40,7 @@ def add_delivery_routes(app: FastAPI, node: DeliveryServices, auth: Depends) -> 
         """Send a dead-lettered delivery again (fresh attempts, from the outbox)."""
         try:
             return node.deliveries.resend(job_id, destination).view()
-        except KeyError as error:
+        except NotFound as error:
             raise HTTPException(404, str(error)) from error
         except InvalidTransition as error:
             raise HTTPException(409, str(error)) from error

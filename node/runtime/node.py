@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from node.config import Destination, Settings
 from node.db import create_engine
-from node.delivery.service import Deliveries, publisher_for
+from node.delivery.publishers import publisher_for
+from node.delivery.service import Deliveries
 from node.errors import MammoNodeError
 from node.events import EventBus, JobTransitioned
 from node.ingest.intake import ExamIntake
@@ -81,7 +82,7 @@ class Node:
         )
         # Each destination with its own output selection, retries and dead letter.
         self.deliveries = Deliveries(
-            self.store,
+            self.store.engine,
             [publisher_for(d) for d in settings.effective_destinations],
             settings.data_dir / "outbox",
         )
