@@ -16,16 +16,14 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from node.cli import main
 from node.config import Destination, load_settings
-from node.delivery.service import (
-    Deliveries,
-    DeliveryState,
-    echo_destination,
-    publisher_for,
-    selected_kinds,
-    union_of_kinds,
-)
+from node.db import create_engine
+from node.delivery.echo import echo_destination
+from node.delivery.publishers import publisher_for
+from node.delivery.selection import selected_kinds, union_of_kinds
+from node.delivery.service import Deliveries
+from node.delivery.states import DeliveryState
 from node.errors import ConfigError, FinalError, PeerUnavailable
-from node.jobs.store import JobStore, create_engine
+from node.jobs.store import JobStore
 from node.synthetic.dicom import synthetic_exam
 from node.writers.outputs import DEFAULT_OUTPUT_KINDS, OUTPUT_KINDS, Output
 from tests.harness import (
@@ -168,7 +166,7 @@ def test_down_destination_is_dead_lettered_and_the_healthy_one_is_not_resent(
     )
     closed = free_port()
     deliveries = Deliveries(
-        store,
+        store.engine,
         [
             publisher_for(dimse("pacs2", scp.port)),
             publisher_for(dimse("down", closed, max_attempts=3, backoff_seconds=0.0)),
@@ -197,7 +195,9 @@ def test_down_destination_is_dead_lettered_and_the_healthy_one_is_not_resent(
     assert deliveries.get(job.id, "down").state is DeliveryState.DEAD_LETTER
 
     # An administrator re-sends the dead letter once the peer is back (here: to the SCP).
-    revived = Deliveries(store, [publisher_for(dimse("down", scp.port))], tmp_path / "outbox")
+    revived = Deliveries(
+        store.engine, [publisher_for(dimse("down", scp.port))], tmp_path / "outbox"
+    )
     assert revived.resend(job.id, "down").state is DeliveryState.RETRY
     revived.run_due()
     assert revived.get(job.id, "down").state is DeliveryState.DELIVERED

@@ -14,9 +14,10 @@ from sqlalchemy.engine import Engine
 
 from node.api.app import create_api
 from node.config import PromotionMargins
+from node.db import create_engine
 from node.jobs.pipeline import ExamWork
 from node.jobs.states import JobState
-from node.jobs.store import Job, JobStore, create_engine
+from node.jobs.store import Job, JobStore
 from node.models.lifecycle import ModelLifecycle
 from node.review.shadow import ShadowResult, ShadowRunner, ShadowStore, shadow_runner_for
 from node.runtime.node import Node

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from node.errors import InvalidTransition, LeaseLost
-from node.jobs.states import JobState
-from node.jobs.store import JobStore, create_engine
+from node.db import create_engine
+from node.errors import InvalidTransition, LeaseLost, NotFound
+from node.jobs.states import JobState, check_transition
+from node.jobs.store import JobStore
 from tests.postgres import postgres_server
 
 
@@ -171,6 +172,33 @@ def test_requeue_only_from_failed(store: JobStore) -> None:
     assert job is not None
     store.give_up(job, worker="w1", reason="x", retryable=False, backoff=0)
     assert store.requeue(job_id).state is JobState.QUEUED
+
+
+def test_unknown_job_is_not_found(store: JobStore) -> None:
+    with pytest.raises(NotFound, match="no job 999"):
+        store.get(999)
+    with pytest.raises(NotFound, match="no job 999"):
+        store.requeue(999)
+
+
+def test_regrouping_a_queued_job_records_no_forbidden_transition(store: JobStore) -> None:
+    job = store.get(new_job(store))
+    regrouped = store.regroup_queued(
+        job,
+        idempotency_key="k1+",
+        payload={"instances": [1, 2]},
+        not_before=2_000.0,
+        reason="exam grew to 2 images",
+    )
+    assert regrouped is not None and regrouped.state is JobState.QUEUED
+    assert regrouped.payload == {"instances": [1, 2]} and regrouped.next_attempt_at == 2_000.0
+    history = store.history(job.id)
+    assert [(e.from_state, e.to_state) for e in history] == [
+        (None, "received"),
+        ("received", "queued"),
+    ]
+    for event in history[1:]:  # every row of the trail is a move the table allows
+        check_transition(JobState(event.from_state), JobState(event.to_state))
 
 
 def test_routing_decisions_are_recorded_once(store: JobStore) -> None:

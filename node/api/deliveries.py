@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter
 
-from node.delivery.service import Deliveries, DeliveryState, delivery_summary
-from node.errors import NotFound
+from node.delivery.service import Deliveries, delivery_summary
+from node.delivery.states import DeliveryState
 
 
 class DeliveryServices(Protocol):
@@ -39,10 +39,7 @@ def delivery_router(node: DeliveryServices) -> APIRouter:
     @router.post("/api/v1/jobs/{job_id}/deliveries/{destination}/resend")
     def resend(job_id: int, destination: str) -> dict[str, Any]:
         """Send a dead-lettered delivery again (fresh attempts, from the outbox)."""
-        try:
-            delivery = node.deliveries.resend(job_id, destination)
-        except KeyError as error:  # until node.delivery raises NotFound itself
-            raise NotFound(str(error.args[0])) from error
+        delivery = node.deliveries.resend(job_id, destination)
         return delivery.view()
 
     return router

@@ -11,7 +11,6 @@ from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BaseModel
 
 from node.api.deliveries import DeliveryServices, job_deliveries
-from node.errors import NotFound
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 
@@ -61,10 +60,7 @@ def jobs_router(node: JobServices) -> APIRouter:
 
     @router.get("/api/v1/jobs/{job_id}")
     def get_job(job_id: int) -> dict[str, Any]:
-        try:
-            job = node.store.get(job_id)
-        except KeyError as error:  # until node.jobs.store raises NotFound itself
-            raise NotFound(f"no job {job_id}") from error
+        job = node.store.get(job_id)
         view = job_view(job)
         view["history"] = [asdict(e) for e in node.store.history(job_id)]
         view.update(job_deliveries(node, job_id))  # per destination: delivered, dead_letter...
@@ -72,10 +68,7 @@ def jobs_router(node: JobServices) -> APIRouter:
 
     @router.post("/api/v1/jobs/{job_id}/requeue")
     def requeue(job_id: int) -> dict[str, Any]:
-        try:
-            job = node.store.requeue(job_id)
-        except KeyError as error:  # until node.jobs.store raises NotFound itself
-            raise NotFound(f"no job {job_id}") from error
+        job = node.store.requeue(job_id)
         return job_view(job)
 
     @router.get("/api/v1/routing")

@@ -12,7 +12,6 @@ from typing import Any, Literal, Protocol
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.errors import NotFound
 from node.models.lifecycle import ModelLifecycle
 from node.review.feedback import Feedback, FeedbackStore
 from node.review.shadow import ShadowStore
@@ -70,10 +69,7 @@ def review_router(node: ReviewServices) -> APIRouter:
 
     @router.post("/api/v1/feedback", status_code=201)
     def feedback(body: FeedbackIn) -> dict[str, Any]:
-        try:
-            recorded = node.feedback.record(Feedback(**body.model_dump()))
-        except KeyError as error:  # until node.jobs.store raises NotFound itself
-            raise NotFound(f"no job {body.job_id}") from error
+        recorded = node.feedback.record(Feedback(**body.model_dump()))
         log.info("feedback recorded", extra={"job_id": body.job_id, "finding": body.finding})
         return recorded
 

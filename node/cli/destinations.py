@@ -22,7 +22,7 @@ def add_parser(commands: Any) -> None:
 
 
 def cmd_echo(args: argparse.Namespace) -> int:
-    from node.delivery.service import echo_destination
+    from node.delivery.echo import echo_destination
 
     settings = settings_from(args).with_secrets()
     destination = settings.destination(args.destination)  # ConfigError lists the known ones

@@ -15,7 +15,7 @@ from typing import Any
 
 from node.cli.settings import NODE_OPTIONS, add_settings_options, settings_from
 from node.config import Settings
-from node.errors import ConfigError, MammoNodeError, NotFound
+from node.errors import ConfigError, MammoNodeError
 
 log = logging.getLogger("node.cli")
 
@@ -297,16 +297,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from node.db import create_engine
     from node.jobs.states import JobState
-    from node.jobs.store import JobStore, create_engine
+    from node.jobs.store import JobStore
 
     settings = settings_from(args)
     store = JobStore(create_engine(settings.effective_database_url))
     if args.job_id is not None:
-        try:
-            job = store.get(args.job_id)
-        except KeyError as error:  # until node.jobs.store raises NotFound itself
-            raise NotFound(f"no job {args.job_id}") from error
+        job = store.get(args.job_id)
         view = asdict(job) | {
             "state": job.state.value,
             "history": [asdict(e) for e in store.history(job.id)],

@@ -10,7 +10,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from node.cli.settings import add_settings_options, settings_from
-from node.errors import NotFound
 
 RESTART = "The node picks this up when it (re)starts."
 
@@ -130,8 +129,9 @@ def cmd_models_shadow(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
+    from node.db import create_engine
     from node.errors import InvalidFeedback
-    from node.jobs.store import JobStore, create_engine
+    from node.jobs.store import JobStore
     from node.review.feedback import Feedback, FeedbackStore
 
     export = args.target == "export"
@@ -158,10 +158,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         satisfaction=args.satisfaction,
         comment=args.comment,
     )
-    try:
-        recorded = store.record(feedback)
-    except KeyError as error:  # until node.jobs.store raises NotFound itself
-        raise NotFound(f"no job {feedback.job_id}") from error
+    recorded = store.record(feedback)
     recorded.pop("comment", None)
     print(json.dumps(recorded))
     return 0

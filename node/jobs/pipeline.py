@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 
 from node.config import DEFAULT_EXPECTED_VIEWS
-from node.delivery.service import Deliveries, DeliveryState
+from node.delivery.service import Deliveries
+from node.delivery.states import DeliveryState
 from node.dicom.pixels import presentation_pixels
 from node.dicom.views import missing_views, normalise_dataset, valid_patient_orientation
 from node.domain import ExamResult, ImageResult, SourceImage

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from node.errors import InvalidTransition
+from node import transitions
 
 
 class JobState(StrEnum):
@@ -57,5 +57,4 @@ NEXT_STAGE: dict[JobState, JobState] = {
 
 def check_transition(current: JobState, target: JobState) -> None:
     """Raise InvalidTransition unless the table allows ``current -> target``."""
-    if target not in TRANSITION_TABLE[current]:
-        raise InvalidTransition(f"a job cannot move from {current} to {target}")
+    transitions.check_transition(TRANSITION_TABLE, current, target, what="job")

@@ -2,12 +2,15 @@
 
 Every state change is a compare-and-set (``UPDATE ... WHERE id = ? AND state = ? AND
 lease_owner = ?``) so two workers can never both own a job, on either database, and every
-change appends a row to ``job_events``: the audit trail of what happened to each exam.
+state change appends a row to ``job_events``: the audit trail of what happened to each exam,
+each row a move the transition table allows. The tables are ``node.db``'s; the schema is
+brought up to date (``node.db.upgrade``) when a store starts.
 Stored identifiers are DICOM UIDs and Orthanc ids only, never names or patient ids.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,62 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from node.errors import InvalidTransition, LeaseLost
+from node.db import job_events_table, jobs_table, node_state_table, routing_table, upgrade
+from node.errors import Conflict, LeaseLost, NotFound
 from node.jobs.states import LEASABLE, WORKING, JobState, check_transition
-
-metadata = sa.MetaData()
-
-jobs_table = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("idempotency_key", sa.String(128), nullable=False, unique=True),
-    sa.Column("study_instance_uid", sa.String(64), nullable=False, index=True),
-    sa.Column("model_ref", sa.String(128), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("max_attempts", sa.Integer, nullable=False),
-    sa.Column("next_attempt_at", sa.Float, nullable=False),
-    sa.Column("lease_owner", sa.String(64)),
-    sa.Column("lease_expires_at", sa.Float),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("last_error", sa.Text),
-    sa.Column("payload", sa.JSON, nullable=False),
-    sa.Column("result", sa.JSON),
-)
-
-job_events_table = sa.Table(
-    "job_events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("from_state", sa.String(16)),
-    sa.Column("to_state", sa.String(16), nullable=False),
-    sa.Column("worker", sa.String(64)),
-    sa.Column("reason", sa.Text),
-)
-
-routing_table = sa.Table(
-    "routing_decisions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("study_instance_uid", sa.String(64), nullable=False, index=True),
-    sa.Column("series_instance_uid", sa.String(64), nullable=False),
-    sa.Column("decision", sa.String(16), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("instances", sa.Integer, nullable=False),
-    sa.UniqueConstraint("series_instance_uid", "decision", "reason", name="uq_routing"),
-)
-
-node_state_table = sa.Table(
-    "node_state",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -109,23 +59,9 @@ class JobEvent:
     reason: str | None
 
 
+log = logging.getLogger(__name__)
+
 TransitionListener = Callable[[Job, JobState | None, JobState, str | None], None]
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def create_engine(url: str) -> Engine:
-    """An engine with the pragmas the store relies on (WAL lets readers run beside a writer)."""
-    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
 
 
 class JobStore:
@@ -135,19 +71,17 @@ class JobStore:
         self.engine = engine
         self.clock = clock
         self._listeners: list[TransitionListener] = []
-        metadata.create_all(engine)
+        upgrade(engine)
 
     def subscribe(self, listener: TransitionListener) -> None:
         self._listeners.append(listener)
 
     def _notify(self, job: Job, old: JobState | None, new: JobState, reason: str | None) -> None:
-        import logging
-
         for listener in self._listeners:
             try:
                 listener(job, old, new, reason)
             except Exception:
-                logging.getLogger(__name__).exception("transition listener failed")
+                log.exception("transition listener failed")
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -233,6 +167,7 @@ class JobStore:
     # -- reads ----------------------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
+        """The job; NotFound when there is none."""
         with self.engine.connect() as connection:
             row = (
                 connection.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))
@@ -240,7 +175,7 @@ class JobStore:
                 .first()
             )
         if row is None:
-            raise KeyError(f"no job {job_id}")
+            raise NotFound(f"no job {job_id}")
         return Job.from_row(row)
 
     def find_by_key(self, idempotency_key: str) -> Job | None:
@@ -423,13 +358,19 @@ class JobStore:
                 )
                 if updated.rowcount != 1:
                     return None
-                self._event(connection, job.id, JobState.QUEUED, JobState.QUEUED, None, reason)
         except sa.exc.IntegrityError:
             return None  # another intake already regrouped it to this instance set
+        # Not a transition (the job stays queued), so no row in job_events: that trail holds
+        # only moves the transition table allows. The reason goes to the log.
+        log.info("queued job regrouped: %s", reason, extra={"job_id": job.id})
         return self.get(job.id)
 
     def requeue(self, job_id: int, reason: str = "re-queued by an administrator") -> Job:
-        """Send a failed job round again (fresh attempts)."""
+        """Send a failed job round again (fresh attempts).
+
+        Raises NotFound, InvalidTransition (the job is not failed) or Conflict (it changed
+        meanwhile).
+        """
         job = self.get(job_id)
         moved = self._cas(
             job,
@@ -440,7 +381,7 @@ class JobStore:
             expect_owner=False,
         )
         if moved is None:
-            raise InvalidTransition(f"job {job_id} changed while being re-queued")
+            raise Conflict(f"job {job_id} changed while being re-queued")
         return moved
 
     def _cas(

@@ -17,17 +17,13 @@ from node.events import EventBus, JobFailed, StageFinished
 from node.jobs.pipeline import ExamPipeline, ExamWork
 from node.jobs.states import NEXT_STAGE, JobState
 from node.jobs.store import Job, JobStore
+from node.retry import backoff_seconds
 
 log = logging.getLogger(__name__)
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def backoff_seconds(attempt: int, base: float, maximum: float) -> float:
-    """Exponential backoff: base, 2*base, 4*base ... capped at maximum."""
-    return float(min(maximum, base * 2 ** max(0, attempt - 1)))
 
 
 class Worker:

@@ -22,9 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from node.db import feedback_table, jobs_table, upgrade
 from node.errors import InvalidFeedback, JobNotReviewable
 from node.jobs.states import JobState
-from node.jobs.store import Job, JobStore, jobs_table, metadata
+from node.jobs.store import Job, JobStore
 
 PATHOLOGY = ("benign", "malignant", "none")
 MAX_COMMENT = 2000
@@ -43,21 +44,6 @@ EXPORT_COLUMNS = (
     "exam_score",
     "recall",
     "at",
-)
-
-feedback_table = sa.Table(
-    "feedback",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
-    sa.Column("finding", sa.Integer, nullable=False),  # 0: the exam
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("agree", sa.Boolean, nullable=False),
-    sa.Column("birads", sa.Integer),
-    sa.Column("pathology", sa.String(16)),
-    sa.Column("satisfaction", sa.Integer),
-    sa.Column("comment", sa.Text),
-    sa.UniqueConstraint("job_id", "finding", name="uq_feedback_job_finding"),
 )
 
 
@@ -138,12 +124,12 @@ class FeedbackStore:
         self.engine = engine
         self.jobs = jobs
         self.clock = clock
-        metadata.create_all(engine, tables=[feedback_table])
+        upgrade(engine)
 
     def record(self, feedback: Feedback) -> dict[str, Any]:
         """Store ``feedback`` (replacing an earlier one for the same job and finding).
 
-        Raises KeyError for an unknown job, JobNotReviewable for a job without a result and
+        Raises NotFound for an unknown job, JobNotReviewable for a job without a result and
         InvalidFeedback for a finding number the result does not have.
         """
         job = self.jobs.get(feedback.job_id)

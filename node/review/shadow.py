@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from node.db import shadow_results_table, upgrade
 from node.dicom.pixels import presentation_pixels
 from node.domain import ExamResult, ImageResult
 from node.errors import InvalidInput, InvalidModelConfig, LifecycleError, ModelNotFound
 from node.inference.runner import LoadedModel
-from node.jobs.store import metadata
 from node.models.lifecycle import ModelLifecycle
 from node.models.registry import load_model
 
@@ -32,24 +32,6 @@ if TYPE_CHECKING:
     from node.jobs.pipeline import ExamWork
 
 log = logging.getLogger(__name__)
-
-shadow_results_table = sa.Table(
-    "shadow_results",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("live_model", sa.String(128), nullable=False),
-    sa.Column("shadow_model", sa.String(128), nullable=False),
-    sa.Column("live_score", sa.Float, nullable=False),
-    sa.Column("live_recall", sa.Boolean, nullable=False),
-    sa.Column("shadow_score", sa.Float, nullable=False),
-    sa.Column("shadow_recall", sa.Boolean, nullable=False),
-    sa.Column("agree", sa.Boolean, nullable=False),
-    sa.Column("images", sa.Integer, nullable=False),
-    sa.Column("seconds", sa.Float, nullable=False),
-    sa.UniqueConstraint("job_id", "shadow_model", name="uq_shadow_job_model"),
-)
 
 
 @dataclass(frozen=True)
@@ -87,7 +69,7 @@ class ShadowStore:
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.clock = clock
-        metadata.create_all(engine, tables=[shadow_results_table])
+        upgrade(engine)
 
     def record(self, result: ShadowResult) -> None:
         table = shadow_results_table

@@ -13,14 +13,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from node.config import Destination, Settings
-from node.delivery.service import Deliveries, publisher_for
+from node.db import create_engine
+from node.delivery.publishers import publisher_for
+from node.delivery.service import Deliveries
 from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, JobTransitioned
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.pipeline import ExamPipeline
 from node.jobs.states import JobState
-from node.jobs.store import Job, JobStore, create_engine
+from node.jobs.store import Job, JobStore
 from node.jobs.worker import Worker
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
@@ -80,7 +82,7 @@ class Node:
         )
         # Each destination with its own output selection, retries and dead letter.
         self.deliveries = Deliveries(
-            self.store,
+            self.store.engine,
             [publisher_for(d) for d in settings.effective_destinations],
             settings.data_dir / "outbox",
         )

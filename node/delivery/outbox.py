@@ -1,0 +1,56 @@
+"""The outbox: each job's outputs on disk (``<outbox>/job-<id>/<kind>/<SOPInstanceUID>.dcm``).
+
+Why on disk: the outputs are written once and each destination is retried from here, so a
+destination that is down never makes the node re-run the model. A job's folder stays until
+every destination has the results (a dead letter keeps it, for an administrator's re-send).
+With several node replicas it must be on a shared volume.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from node.errors import FinalError
+from node.writers.outputs import Output
+
+
+class Outbox:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, job_id: int) -> Path:
+        return self.root / f"job-{job_id}"
+
+    def holds(self, job_id: int) -> bool:
+        return self.folder(job_id).is_dir()
+
+    def write(self, job_id: int, outputs: Sequence[Output]) -> None:
+        for output in outputs:
+            folder = self.folder(job_id) / output.kind
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{output.dataset.SOPInstanceUID}.dcm"
+            partial = target.with_suffix(".part")
+            output.dataset.save_as(partial, enforce_file_format=True)
+            partial.replace(target)  # atomic: a reader never sees half a file
+
+    def read(self, job_id: int, kinds: Sequence[str]) -> list[pydicom.Dataset]:
+        """The job's outputs of ``kinds``; FinalError for a file that is not DICOM."""
+        datasets: list[pydicom.Dataset] = []
+        for kind in kinds:
+            folder = self.folder(job_id) / kind
+            if not folder.is_dir():
+                continue  # this exam has no output of that kind
+            for path in sorted(folder.glob("*.dcm")):
+                try:
+                    datasets.append(pydicom.dcmread(path))
+                except InvalidDicomError as error:
+                    raise FinalError(f"outbox file {path.name} is not DICOM: {error}") from error
+        return datasets
+
+    def remove(self, job_id: int) -> None:
+        shutil.rmtree(self.folder(job_id), ignore_errors=True)
