@@ -31,6 +31,11 @@ class ModelSpec:
     finding_threshold: float  # heatmap peak at or above which a finding is reported
     input_size: tuple[int, int]  # (rows, columns) the network sees
 
+    @property
+    def ref(self) -> str:
+        """The "id/version" reference that jobs, registry and results name the model by."""
+        return f"{self.model_id}/{self.version}"
+
 
 @dataclass(frozen=True)
 class Finding:

@@ -45,7 +45,7 @@ class ExamWork:
         assert self.exam is not None
         model = self.exam.model
         return {
-            "model": f"{model.model_id}/{model.version}",
+            "model": model.ref,
             "score": round(self.exam.score, 4),
             "recall": self.exam.recall,
             "complete": self.exam.complete,

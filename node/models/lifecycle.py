@@ -174,7 +174,7 @@ class ModelEntry:
 
 
 def ref_of(folder: ModelFolder) -> str:
-    return f"{folder.spec.model_id}/{folder.spec.version}"
+    return folder.spec.ref
 
 
 def evaluation_of(folder: ModelFolder) -> EvaluationSummary:

@@ -130,7 +130,7 @@ class ShadowStore:
 
 
 def _ref(exam: ExamResult) -> str:
-    return f"{exam.model.model_id}/{exam.model.version}"
+    return exam.model.ref
 
 
 class ShadowRunner:
@@ -142,7 +142,7 @@ class ShadowRunner:
 
     @property
     def ref(self) -> str:
-        return f"{self.model.spec.model_id}/{self.model.spec.version}"
+        return self.model.spec.ref
 
     def score(self, work: ExamWork) -> ShadowResult:
         """The shadow model's verdict on the images the live model used."""

@@ -64,7 +64,7 @@ class Node:
             self.store,
             self.bus,
             settings.routing,
-            model_ref=f"{spec.model_id}/{spec.version}",
+            model_ref=spec.ref,
             max_attempts=settings.max_attempts,
             expected_views=settings.expected_views,
             assembly_timeout=settings.assembly_timeout_seconds,
@@ -97,9 +97,7 @@ class Node:
         self.lifecycle = ModelLifecycle(settings.models_dir)
         self.feedback = FeedbackStore(self.store.engine, self.store)
         self.shadow_results = ShadowStore(self.store.engine)
-        self.pipeline.shadow = shadow_runner_for(
-            settings.models_dir, f"{spec.model_id}/{spec.version}", self.shadow_results
-        )
+        self.pipeline.shadow = shadow_runner_for(settings.models_dir, spec.ref, self.shadow_results)
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
         self.workers = [
             Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
@@ -131,7 +129,7 @@ class Node:
         log.info(
             "node started",
             extra={
-                "model": f"{self.model.spec.model_id}/{self.model.spec.version}",
+                "model": self.model.spec.ref,
                 "workers": len(self.workers),
             },
         )
@@ -165,7 +163,7 @@ class Node:
         """The models this process runs (the registry may have changed since it started)."""
         shadow = self.pipeline.shadow
         return {
-            "live": f"{self.model.spec.model_id}/{self.model.spec.version}",
+            "live": self.model.spec.ref,
             "shadow": shadow.ref if shadow is not None else None,
         }
 
@@ -179,7 +177,7 @@ class Node:
             log.warning("intake failed; reconciliation will retry: %s", error)
 
     def health(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {"model": f"{self.model.spec.model_id}/{self.model.spec.version}"}
+        checks: dict[str, Any] = {"model": self.model.spec.ref}
         try:
             self.orthanc.ping()
             checks["orthanc"] = "ok"
