@@ -17,7 +17,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, generate_
 
 from node.dicom.pixels import presentation_pixels
 from node.dicom.views import missing_views, normalise, normalise_dataset, tags_getter
-from node.jobs.pipeline import source_image
+from node.inference.scoring import source_image
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (
     NodeProcess,

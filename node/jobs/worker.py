@@ -71,7 +71,7 @@ class Worker:
                     target,
                     worker=self.worker_id,
                     lease_seconds=self.settings.lease_seconds,
-                    result=work.summary() if target is JobState.DONE else None,
+                    result=work.summary().to_json() if target is JobState.DONE else None,
                 )
                 work.job = job
             log.info("exam done", extra={"job_id": job.id, "attempt": job.attempts})

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from node.config import Destination, Settings
 from node.delivery.service import Deliveries, publisher_for
 from node.errors import MammoNodeError
-from node.events import EventBus, JobTransitioned
+from node.events import EventBus, ExamScored, JobTransitioned
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.pipeline import ExamPipeline
@@ -90,6 +90,7 @@ class Node:
             source,
             self.deliveries,
             store=self.store,
+            bus=self.bus,
             expected_views=settings.expected_views,
             options=BuildOptions(language=settings.summary_language),
         )
@@ -97,7 +98,12 @@ class Node:
         self.lifecycle = ModelLifecycle(settings.models_dir)
         self.feedback = FeedbackStore(self.store.engine, self.store)
         self.shadow_results = ShadowStore(self.store.engine)
-        self.pipeline.shadow = shadow_runner_for(settings.models_dir, spec.ref, self.shadow_results)
+        # The shadow model observes scored exams; the pipeline does not know it exists.
+        self.shadow = shadow_runner_for(
+            settings.models_dir, spec.ref, self.shadow_results, settings.expected_views
+        )
+        if self.shadow is not None:
+            self.bus.subscribe(ExamScored, self.shadow.run)
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
         self.workers = [
             Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
@@ -161,7 +167,7 @@ class Node:
     @property
     def running_models(self) -> dict[str, str | None]:
         """The models this process runs (the registry may have changed since it started)."""
-        shadow = self.pipeline.shadow
+        shadow = self.shadow
         return {
             "live": self.model.spec.ref,
             "shadow": shadow.ref if shadow is not None else None,
