@@ -9,14 +9,36 @@ differ only by the model, never by how the images were read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pydicom
 
 from node.dicom.pixels import presentation_pixels
 from node.dicom.views import missing_views, normalise_dataset
-from node.domain import ExamResult, ImageResult, PreparedImage, SkippedImage, SourceImage
+from node.domain import (
+    ExamResult,
+    ImagePrediction,
+    ImageResult,
+    ModelSpec,
+    PreparedImage,
+    SkippedImage,
+    SourceImage,
+)
 from node.errors import InvalidInput
-from node.inference.runner import LoadedModel
+
+
+class ImageModel(Protocol):
+    """What scoring needs of a model (LoadedModel in the node)."""
+
+    spec: ModelSpec
+
+    def predict(
+        self, pixels: npt.NDArray[np.floating] | npt.NDArray[np.integer], laterality: str
+    ) -> ImagePrediction:
+        """Score one image given as presentation pixels in [0, 1]."""
+        ...
 
 
 def source_image(dataset: pydicom.Dataset) -> SourceImage:
@@ -49,7 +71,7 @@ def prepare_images(
 
 
 def score_images(
-    model: LoadedModel,
+    model: ImageModel,
     images: Sequence[PreparedImage],
     *,
     expected_views: Sequence[str],

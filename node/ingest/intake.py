@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Protocol
 
 from node.config import DEFAULT_EXPECTED_VIEWS, RoutingRules
 from node.dicom.views import missing_views, normalise, tags_getter
@@ -28,7 +29,7 @@ from node.ingest.routing import RoutingDecision, route
 from node.jobs.revisions import revision_of
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.net.orthanc_rest import InstanceTags, OrthancRest
+from node.net.orthanc_rest import InstanceTags
 
 MAX_JOBS_PER_STUDY = 1000  # bounded look-up of an exam's earlier jobs
 
@@ -42,10 +43,20 @@ def idempotency_key(study_instance_uid: str, model_ref: str, sop_instance_uids: 
     return digest.hexdigest()[:40]
 
 
+class StudySource(Protocol):
+    """What intake reads of the archive (OrthancRest in the node)."""
+
+    def study_instances(self, study_id: str) -> list[str]:
+        """The archive's ids of the study's instances; KeyError when the study is gone."""
+        ...
+
+    def instance_tags(self, instance_id: str) -> InstanceTags: ...
+
+
 class ExamIntake:
     def __init__(
         self,
-        orthanc: OrthancRest,
+        orthanc: StudySource,
         store: JobStore,
         bus: EventBus,
         rules: RoutingRules,

@@ -25,8 +25,7 @@ from node.domain import (
 )
 from node.errors import FinalError, InvalidInput
 from node.events import EventBus, ExamScored
-from node.inference.runner import LoadedModel
-from node.inference.scoring import prepare_images, score_images
+from node.inference.scoring import ImageModel, prepare_images, score_images
 from node.jobs.revisions import add_predecessors, predecessor_outputs
 from node.jobs.store import Job, JobStore
 from node.writers.outputs import BuildOptions, Output, build_outputs
@@ -114,7 +113,7 @@ class ExamPipeline:
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: ImageModel,
         source: InstanceSource,
         deliveries: Deliveries,
         *,

@@ -21,7 +21,7 @@ from node.ingest.reconcile import Reconciler
 from node.jobs.pipeline import ExamPipeline
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore, create_engine
-from node.jobs.worker import Worker
+from node.jobs.worker import Worker, WorkerOptions
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
 from node.net.dicomweb import DicomWebClient
@@ -105,8 +105,14 @@ class Node:
         if self.shadow is not None:
             self.bus.subscribe(ExamScored, self.shadow.run)
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
+        options = WorkerOptions(
+            lease_seconds=settings.lease_seconds,
+            backoff_seconds=settings.backoff_seconds,
+            backoff_max_seconds=settings.backoff_max_seconds,
+            poll_seconds=settings.poll_seconds,
+        )
         self.workers = [
-            Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
+            Worker(self.store, self.pipeline, self.bus, options) for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
