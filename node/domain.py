@@ -6,8 +6,9 @@ and ``row`` (y, downwards), as DICOM SCOORD uses them (PS3.3 C.18.6.1.1).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,11 @@ class ModelSpec:
     operating_point: float  # exam score at or above which the model suggests recall
     finding_threshold: float  # heatmap peak at or above which a finding is reported
     input_size: tuple[int, int]  # (rows, columns) the network sees
+
+    @property
+    def ref(self) -> str:
+        """The "id/version" reference that jobs, registry and results name the model by."""
+        return f"{self.model_id}/{self.version}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,15 @@ class SourceImage:
     SOPClassUID: str
     ImageLaterality: str  # "L", "R" or "" when unknown
     ViewPosition: str  # "CC", "MLO", ... or "" when unknown
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A source image ready for any model: its identity and its presentation pixels
+    (float32 in [0, 1], node.dicom.pixels), read once however many models score it."""
+
+    source: SourceImage
+    pixels: npt.NDArray[np.float32]
 
 
 @dataclass
@@ -99,3 +114,274 @@ class ExamResult:
     @property
     def recall(self) -> bool:
         return self.score >= self.model.operating_point
+
+
+# -- the JSON contracts of an exam job (``job.payload`` and ``job.result``) ----------------
+#
+# Built in one place each (intake, the pipeline) and read in several; stored as JSON, so the
+# keys and their order are part of the contract: existing rows and the API's JSON keep their
+# shape. Reading is strict: a missing or wrong-typed field is a ValueError naming it. Fields
+# added after the first release (exam assembly, revisions, deliveries) default when absent,
+# so rows written before them stay readable.
+
+_REQUIRED: Any = object()
+
+
+class _Fields:
+    """Strict reader of one JSON object; ``where`` names it in every error."""
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} must be a JSON object, not {type(data).__name__}")
+        self.data: Mapping[str, Any] = data
+        self.where = where
+
+    def _get(self, name: str, default: Any) -> Any:
+        if name in self.data:
+            return self.data[name]
+        if default is _REQUIRED:
+            raise ValueError(f"{self.where}.{name} is missing")
+        return default
+
+    def _wrong(self, name: str, expected: str, value: object) -> ValueError:
+        return ValueError(f"{self.where}.{name} must be {expected}, not {type(value).__name__}")
+
+    def text(self, name: str) -> str:
+        value = self._get(name, _REQUIRED)
+        if not isinstance(value, str):
+            raise self._wrong(name, "a string", value)
+        return value
+
+    def integer(self, name: str, default: Any = _REQUIRED) -> int:
+        value = self._get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._wrong(name, "an integer", value)
+        return value
+
+    def number(self, name: str) -> float:
+        value = self._get(name, _REQUIRED)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong(name, "a number", value)
+        return float(value)
+
+    def flag(self, name: str, default: Any = _REQUIRED) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise self._wrong(name, "true or false", value)
+        return value
+
+    def items(self, name: str, default: Any = _REQUIRED) -> list[Any]:
+        if name not in self.data and default is not _REQUIRED:
+            return list(default)
+        value = self._get(name, _REQUIRED)
+        if not isinstance(value, list):
+            raise self._wrong(name, "a list", value)
+        return value
+
+    def texts(self, name: str, default: Any = _REQUIRED) -> tuple[str, ...]:
+        values = self.items(name, default)
+        for index, value in enumerate(values):
+            if not isinstance(value, str):
+                raise self._wrong(f"{name}[{index}]", "a string", value)
+        return tuple(values)
+
+    def objects(self, name: str, default: Any = _REQUIRED) -> list[_Fields]:
+        return [
+            _Fields(item, f"{self.where}.{name}[{index}]")
+            for index, item in enumerate(self.items(name, default))
+        ]
+
+    def mapping(self, name: str) -> _Fields:
+        return _Fields(self._get(name, _REQUIRED), f"{self.where}.{name}")
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """One routed instance of an exam job, by its DICOM UIDs."""
+
+    StudyInstanceUID: str
+    SeriesInstanceUID: str
+    SOPInstanceUID: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "StudyInstanceUID": self.StudyInstanceUID,
+            "SeriesInstanceUID": self.SeriesInstanceUID,
+            "SOPInstanceUID": self.SOPInstanceUID,
+        }
+
+    @classmethod
+    def _read(cls, fields: _Fields) -> InstanceRef:
+        return cls(
+            StudyInstanceUID=fields.text("StudyInstanceUID"),
+            SeriesInstanceUID=fields.text("SeriesInstanceUID"),
+            SOPInstanceUID=fields.text("SOPInstanceUID"),
+        )
+
+
+@dataclass(frozen=True)
+class ExamRequest:
+    """What an exam job asks for (``job.payload``): the routed instances of one study.
+
+    ``views`` are the view labels present ("R CC", ...), ``missing_views`` the expected ones
+    still absent when the job was queued; ``revision`` is n for the n-th re-analysis.
+    """
+
+    orthanc_study_id: str
+    instances: tuple[InstanceRef, ...]
+    views: tuple[str, ...] = ()
+    missing_views: tuple[str, ...] = ()
+    revision: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "orthanc_study_id": self.orthanc_study_id,
+            "instances": [ref.to_json() for ref in self.instances],
+            "views": list(self.views),
+            "missing_views": list(self.missing_views),
+            "revision": self.revision,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> ExamRequest:
+        fields = _Fields(data, "payload")
+        return cls(
+            orthanc_study_id=fields.text("orthanc_study_id"),
+            instances=tuple(InstanceRef._read(f) for f in fields.objects("instances")),
+            views=fields.texts("views", ()),
+            missing_views=fields.texts("missing_views", ()),
+            revision=fields.integer("revision", 0),
+        )
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """One scored image of an exam, as the job result keeps it."""
+
+    SOPInstanceUID: str
+    ImageLaterality: str
+    ViewPosition: str
+    score: float
+    findings: int  # how many findings, numbered across the exam in image order
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "SOPInstanceUID": self.SOPInstanceUID,
+            "ImageLaterality": self.ImageLaterality,
+            "ViewPosition": self.ViewPosition,
+            "score": self.score,
+            "findings": self.findings,
+        }
+
+    @classmethod
+    def _read(cls, fields: _Fields) -> ImageSummary:
+        return cls(
+            SOPInstanceUID=fields.text("SOPInstanceUID"),
+            ImageLaterality=fields.text("ImageLaterality"),
+            ViewPosition=fields.text("ViewPosition"),
+            score=fields.number("score"),
+            findings=fields.integer("findings"),
+        )
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An instance of the exam that was not scored, and why (never patient data)."""
+
+    SOPInstanceUID: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"SOPInstanceUID": self.SOPInstanceUID, "reason": self.reason}
+
+    @classmethod
+    def _read(cls, fields: _Fields) -> SkippedImage:
+        return cls(SOPInstanceUID=fields.text("SOPInstanceUID"), reason=fields.text("reason"))
+
+
+@dataclass(frozen=True)
+class OutputSummary:
+    """One result object the node wrote for the exam (SR, SEG, GSPS, ...)."""
+
+    kind: str
+    SOPInstanceUID: str
+    SOPClassUID: str
+    SeriesInstanceUID: str
+    Modality: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "SOPInstanceUID": self.SOPInstanceUID,
+            "SOPClassUID": self.SOPClassUID,
+            "SeriesInstanceUID": self.SeriesInstanceUID,
+            "Modality": self.Modality,
+        }
+
+    @classmethod
+    def _read(cls, fields: _Fields) -> OutputSummary:
+        return cls(
+            kind=fields.text("kind"),
+            SOPInstanceUID=fields.text("SOPInstanceUID"),
+            SOPClassUID=fields.text("SOPClassUID"),
+            SeriesInstanceUID=fields.text("SeriesInstanceUID"),
+            Modality=fields.text("Modality"),
+        )
+
+
+@dataclass(frozen=True)
+class ExamSummary:
+    """What the job table keeps of a done exam (``job.result``): UIDs, scores and reasons,
+    never patient data. ``deliveries`` are the delivery room's own views, kept as given."""
+
+    model: str  # ModelSpec.ref
+    score: float
+    recall: bool
+    breasts: Mapping[Laterality, float | None]
+    images: tuple[ImageSummary, ...]
+    skipped: tuple[SkippedImage, ...]
+    outputs: tuple[OutputSummary, ...]
+    published: Mapping[str, int]  # instances each destination accepted
+    complete: bool = True
+    missing_views: tuple[str, ...] = ()
+    revision: int = 0
+    deliveries: tuple[Mapping[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "score": self.score,
+            "recall": self.recall,
+            "complete": self.complete,
+            "missing_views": list(self.missing_views),
+            "revision": self.revision,
+            "breasts": {lat: self.breasts.get(lat) for lat in ("L", "R")},
+            "images": [image.to_json() for image in self.images],
+            "skipped": [skipped.to_json() for skipped in self.skipped],
+            "outputs": [output.to_json() for output in self.outputs],
+            "published": dict(self.published),
+            "deliveries": [dict(delivery) for delivery in self.deliveries],
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> ExamSummary:
+        fields = _Fields(data, "result")
+        breasts = fields.mapping("breasts")
+        sides: dict[Laterality, float | None] = {}
+        for side in ("L", "R"):
+            sides[side] = None if breasts._get(side, _REQUIRED) is None else breasts.number(side)
+        published = fields.mapping("published")
+        return cls(
+            model=fields.text("model"),
+            score=fields.number("score"),
+            recall=fields.flag("recall"),
+            breasts=sides,
+            images=tuple(ImageSummary._read(f) for f in fields.objects("images")),
+            skipped=tuple(SkippedImage._read(f) for f in fields.objects("skipped")),
+            outputs=tuple(OutputSummary._read(f) for f in fields.objects("outputs")),
+            published={name: published.integer(name) for name in published.data},
+            complete=fields.flag("complete", True),
+            missing_views=fields.texts("missing_views", ()),
+            revision=fields.integer("revision", 0),
+            deliveries=tuple(f.data for f in fields.objects("deliveries", ())),
+        )

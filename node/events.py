@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from node.domain import ExamResult, PreparedImage
+
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +48,18 @@ class SeriesRouted:
     instances: int
 
 
-Handler = Callable[[Any], None]
+@dataclass(frozen=True)
+class ExamScored:
+    """The live model has scored an exam. Observers (the shadow model) may score the same
+    prepared images with their own model; they can neither change the live result nor fail
+    the job. Emitted synchronously, before the result objects are written."""
+
+    job_id: int
+    images: tuple[PreparedImage, ...]  # the images the live model scored, in its order
+    exam: ExamResult  # the live model's result
+
+
+Handler = Callable[[Any], object]  # what a handler returns is ignored
 
 
 class EventBus:

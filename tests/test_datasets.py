@@ -22,7 +22,7 @@ from node.domain import ImagePrediction
 from node.errors import DatasetError
 from node.inference.predict import predict_paths
 from node.inference.runner import prepare
-from node.jobs.pipeline import source_image
+from node.inference.scoring import source_image
 from node.synthetic.dicom import synthetic_exam
 
 MIAS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mias-dev"

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from node.api.app import create_api
+from node.domain import ExamSummary, ImageSummary
 from node.errors import InvalidFeedback
 from node.jobs.store import Job
 from node.review.feedback import Feedback, finding_locations
@@ -60,28 +61,20 @@ class TestFeedbackValue:
             Feedback(**({"job_id": 1, "agree": True} | values))
 
     def test_findings_are_numbered_across_the_exam_in_image_order(self) -> None:
-        result = {
-            "images": [
-                {
-                    "SOPInstanceUID": "1.1",
-                    "ImageLaterality": "R",
-                    "ViewPosition": "CC",
-                    "findings": 1,
-                },
-                {
-                    "SOPInstanceUID": "1.2",
-                    "ImageLaterality": "L",
-                    "ViewPosition": "CC",
-                    "findings": 0,
-                },
-                {
-                    "SOPInstanceUID": "1.3",
-                    "ImageLaterality": "L",
-                    "ViewPosition": "MLO",
-                    "findings": 2,
-                },
-            ]
-        }
+        result = ExamSummary(
+            model=LIVE,
+            score=0.5,
+            recall=True,
+            breasts={"L": 0.5, "R": 0.2},
+            images=(
+                ImageSummary("1.1", "R", "CC", score=0.2, findings=1),
+                ImageSummary("1.2", "L", "CC", score=0.1, findings=0),
+                ImageSummary("1.3", "L", "MLO", score=0.5, findings=2),
+            ),
+            skipped=(),
+            outputs=(),
+            published={},
+        )
         assert finding_locations(result) == [
             ("1.1", "R CC finding 1"),
             ("1.3", "L MLO finding 1"),
@@ -111,7 +104,7 @@ class TestFeedbackApi:
         assert (stored["agree"], stored["pathology"], stored["birads"]) == (False, "benign", None)
 
     def test_feedback_on_a_finding(self, reviewed: Reviewed) -> None:
-        count = len(finding_locations(reviewed.job.result or {}))
+        count = len(finding_locations(ExamSummary.from_json(reviewed.job.result)))
         if count == 0:
             pytest.skip("the model found nothing on this exam")  # pragma: no cover
         response = reviewed.post(

@@ -27,7 +27,7 @@ from node.dicom.views import (
     normalise_dataset,
     tags_getter,
 )
-from node.jobs.pipeline import source_image
+from node.inference.scoring import source_image
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (
     NodeProcess,

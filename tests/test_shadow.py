@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from node.api.app import create_api
 from node.config import PromotionMargins
 from node.db import create_engine
+from node.domain import ExamRequest, ExamResult, InstanceRef
+from node.events import ExamScored
 from node.jobs.pipeline import ExamWork
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
@@ -62,19 +64,14 @@ def build_node(tmp: Path, *, shadow: str | None) -> Node:
 def run_inference(node: Node, datasets: list[pydicom.Dataset]) -> tuple[Job, ExamWork]:
     """A real job through the pipeline's inference stage, then recorded as done."""
     study = str(datasets[0].StudyInstanceUID)
-    instances = [
-        {
-            "StudyInstanceUID": study,
-            "SeriesInstanceUID": str(ds.SeriesInstanceUID),
-            "SOPInstanceUID": str(ds.SOPInstanceUID),
-        }
-        for ds in datasets
-    ]
+    instances = tuple(
+        InstanceRef(study, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)) for ds in datasets
+    )
     job, _ = node.store.create_job(
         idempotency_key=f"test-{study}",
         study_instance_uid=study,
         model_ref=LIVE,
-        payload={"instances": instances},
+        payload=ExamRequest(f"orthanc-{study}", instances).to_json(),
         max_attempts=3,
     )
     leased = node.store.lease("test-worker", 30)
@@ -88,7 +85,7 @@ def run_inference(node: Node, datasets: list[pydicom.Dataset]) -> tuple[Job, Exa
             state,
             worker="test-worker",
             lease_seconds=30,
-            result=work.summary() if state is JobState.DONE else None,
+            result=work.summary().to_json() if state is JobState.DONE else None,
         )
     return job, work
 
@@ -133,11 +130,12 @@ class TestShadowRun:
     def test_a_shadow_failure_never_fails_the_job(
         self, node: Node, caplog: pytest.LogCaptureFixture
     ) -> None:
-        runner = node.pipeline.shadow
+        runner = node.shadow
         assert runner is not None
         job = node.store.list_jobs(limit=1)[0]
         before = node.shadow_results.agreement()
-        assert runner.run(ExamWork(job)) is None  # no live result to compare with
+        live = ExamResult(job.study_instance_uid, node.model.spec, images=[])
+        assert runner.run(ExamScored(job.id, (), live)) is None  # no image to score
         assert "shadow model failed" in caplog.text
         assert node.shadow_results.agreement() == before
 
@@ -176,7 +174,7 @@ class TestShadowReport:
 class TestShadowStart:
     def test_no_shadow_set_means_none_runs(self, tmp_path: Path) -> None:
         node = build_node(tmp_path, shadow=None)
-        assert node.pipeline.shadow is None
+        assert node.shadow is None
         assert node.running_models == {"live": LIVE, "shadow": None}
 
     def test_a_broken_shadow_is_left_out_and_logged(

@@ -24,7 +24,7 @@ from test_writers import LESIONS, MODEL, SCORES
 from validators import dciodvfy_errors, dciodvfy_output
 
 from node.domain import ExamResult, Finding, ImagePrediction, ImageResult
-from node.jobs.pipeline import source_image
+from node.inference.scoring import source_image
 from node.synthetic.dicom import synthetic_exam
 from node.writers.locales import LANGUAGES, load_locale
 from node.writers.outputs import build_outputs

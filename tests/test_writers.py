@@ -21,7 +21,7 @@ from node.domain import (
     ImageResult,
     ModelSpec,
 )
-from node.jobs.pipeline import source_image
+from node.inference.scoring import source_image
 from node.synthetic.dicom import synthetic_exam
 from node.writers import (
     NODE_MANUFACTURER,

@@ -194,6 +194,7 @@ def _start_viewer(settings: Settings) -> Any:
 
 def _demo(settings: Settings, node: Any, stop: threading.Event, viewer_url: str | None) -> None:
     """Send a synthetic exam as MODALITY1, wait for its results, print where to see them."""
+    from node.domain import ExamRequest, ExamSummary
     from node.jobs.states import JobState
     from node.net.dimse import Peer, send
     from node.synthetic.dicom import synthetic_exam
@@ -223,22 +224,23 @@ def _demo(settings: Settings, node: Any, stop: threading.Event, viewer_url: str 
             if job.state is JobState.FAILED:
                 print(f"demo: job {job.id} failed: {job.last_error}", file=sys.stderr, flush=True)
                 return
-            result = job.result or {}
+            result = ExamSummary.from_json(job.result)
+            request = ExamRequest.from_json(job.payload)
             base = settings.orthanc_base_url
             print(
                 json.dumps(
                     {
                         "job": job.id,
                         "seconds": round(time.monotonic() - started, 1),
-                        "exam_score": result.get("score"),
-                        "recall": result.get("recall"),
-                        "outputs": [o["Modality"] for o in result.get("outputs", [])],
+                        "exam_score": result.score,
+                        "recall": result.recall,
+                        "outputs": [o.Modality for o in result.outputs],
                     }
                 ),
                 flush=True,
             )
             print(
-                f"demo: results are in Orthanc: {base}/app/explorer.html#study?uuid={job.payload['orthanc_study_id']}\n"
+                f"demo: results are in Orthanc: {base}/app/explorer.html#study?uuid={request.orthanc_study_id}\n"
                 f"      DICOMweb: {base}/dicom-web/studies/{study_uid}  job: http://{settings.api_host}:{settings.api_port}/api/v1/jobs/{job.id}\n"
                 f"      metrics: http://{settings.api_host}:{settings.api_port}/metrics   (Ctrl-C stops the node)"
                 + (
@@ -298,6 +300,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from node.db import create_engine
+    from node.domain import ExamSummary
     from node.jobs.states import JobState
     from node.jobs.store import JobStore
 
@@ -313,7 +316,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return 0
     state = JobState(args.state) if args.state else None
     for job in store.list_jobs(state=state):
-        score = (job.result or {}).get("score")
+        score = ExamSummary.from_json(job.result).score if job.result else None
         print(
             f"{job.id:6d}  {job.state.value:10s}  attempts={job.attempts}  score={score}  "
             f"{job.study_instance_uid}  {job.last_error or ''}"

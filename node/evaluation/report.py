@@ -79,7 +79,7 @@ def summarise(
             "sensitivity_at_fp_per_image": {f"{r:g}": curve.sensitivity_at(r) for r in FP_RATES},
         }
     return {
-        "model": f"{model.folder.spec.model_id}/{model.folder.spec.version}",
+        "model": model.folder.spec.ref,
         "positive_labels": list(positive),
         "images": len(model.scores),
         "patients": len(set(patients)),

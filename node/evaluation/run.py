@@ -64,7 +64,7 @@ def refuse_training_images(
     record = trained_on(folder)
     if record.get("dataset_id") == info["id"] and split in record.get("splits", []):
         raise EvaluationRefused(
-            f"{folder.spec.model_id}/{folder.spec.version} was trained on split {split!r} of "
+            f"{folder.spec.ref} was trained on split {split!r} of "
             f"dataset {info['id']!r}; evaluate it on a split it never saw"
         )
     seen = _training_hashes(folder)
@@ -72,7 +72,7 @@ def refuse_training_images(
     if overlap:
         raise EvaluationRefused(
             f"{len(overlap)} images of split {split!r} have the same pixels as training images "
-            f"of {folder.spec.model_id}/{folder.spec.version}: {', '.join(overlap[:10])}"
+            f"of {folder.spec.ref}: {', '.join(overlap[:10])}"
         )
 
 

@@ -121,7 +121,7 @@ class LoadedModel:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"LoadedModel({self.spec.model_id}/{self.spec.version} on {self.device})"
+        return f"LoadedModel({self.spec.ref} on {self.device})"
 
     def predict(
         self, pixels: npt.NDArray[np.floating] | npt.NDArray[np.integer], laterality: str

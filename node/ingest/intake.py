@@ -18,16 +18,18 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Protocol
 
 from node.config import DEFAULT_EXPECTED_VIEWS, RoutingRules
 from node.dicom.views import missing_views, normalise, tags_getter
+from node.domain import ExamRequest, InstanceRef
 from node.events import EventBus, SeriesRouted
 from node.ingest.routing import RoutingDecision, route
 from node.jobs.revisions import revision_of
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.net.orthanc_rest import InstanceTags, OrthancRest
+from node.net.orthanc_rest import InstanceTags
 
 MAX_JOBS_PER_STUDY = 1000  # bounded look-up of an exam's earlier jobs
 
@@ -41,10 +43,20 @@ def idempotency_key(study_instance_uid: str, model_ref: str, sop_instance_uids: 
     return digest.hexdigest()[:40]
 
 
+class StudySource(Protocol):
+    """What intake reads of the archive (OrthancRest in the node)."""
+
+    def study_instances(self, study_id: str) -> list[str]:
+        """The archive's ids of the study's instances; KeyError when the study is gone."""
+        ...
+
+    def instance_tags(self, instance_id: str) -> InstanceTags: ...
+
+
 class ExamIntake:
     def __init__(
         self,
-        orthanc: OrthancRest,
+        orthanc: StudySource,
         store: JobStore,
         bus: EventBus,
         rules: RoutingRules,
@@ -120,38 +132,36 @@ class ExamIntake:
         ]
         first_seen = min((job.created_at for job in earlier), default=now)
         not_before = max(now, first_seen + self.assembly_timeout) if missing else now
-        payload: dict[str, Any] = {
-            "orthanc_study_id": orthanc_study_id,
-            "instances": [
-                {
-                    "StudyInstanceUID": t.StudyInstanceUID,
-                    "SeriesInstanceUID": t.SeriesInstanceUID,
-                    "SOPInstanceUID": t.SOPInstanceUID,
-                }
+        request = ExamRequest(
+            orthanc_study_id=orthanc_study_id,
+            instances=tuple(
+                InstanceRef(t.StudyInstanceUID, t.SeriesInstanceUID, t.SOPInstanceUID)
                 for t in sorted(routed, key=lambda t: (t.SeriesInstanceUID, t.SOPInstanceUID))
-            ],
-            "views": labels,
-            "missing_views": missing,
-        }
+            ),
+            views=tuple(labels),
+            missing_views=tuple(missing),
+        )
         waiting = [j for j in earlier if j.state is JobState.QUEUED and j.attempts == 0]
         for job in sorted(waiting, key=lambda j: j.id, reverse=True)[:1]:
-            payload["revision"] = revision_of(job)
             reason = f"exam grew to {len(routed)} images" + (
                 f"; still missing {', '.join(missing)}" if missing else "; all views present"
             )
             regrouped = self.store.regroup_queued(
-                job, idempotency_key=key, payload=payload, not_before=not_before, reason=reason
+                job,
+                idempotency_key=key,
+                payload=replace(request, revision=revision_of(job)).to_json(),
+                not_before=not_before,
+                reason=reason,
             )
             if regrouped is not None:
                 log.info("exam job regrouped", extra={"job_id": job.id, "instances": len(routed)})
                 return regrouped
         revision = max((revision_of(j) + 1 for j in earlier), default=0)
-        payload["revision"] = revision
         job, created = self.store.create_job(
             idempotency_key=key,
             study_instance_uid=study_uid,
             model_ref=self.model_ref,
-            payload=payload,
+            payload=replace(request, revision=revision).to_json(),
             max_attempts=self.max_attempts,
             not_before=not_before,
         )

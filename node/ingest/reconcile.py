@@ -4,11 +4,12 @@ down or the plugin's push failed. The last processed sequence number is persiste
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from node.errors import MammoNodeError, NotFound
 from node.ingest.intake import ExamIntake
 from node.jobs.store import JobStore
-from node.net.orthanc_rest import OrthancRest
+from node.net.orthanc_rest import Change
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +18,16 @@ PAGE = 200
 MAX_PAGES_PER_RUN = 50  # bounded: a huge backlog is worked through over several runs
 
 
+class ChangeLog(Protocol):
+    """The archive's change log (Orthanc's /changes, OrthancRest in the node)."""
+
+    def changes(self, since: int, limit: int = 100) -> tuple[list[Change], int, bool]:
+        """One page after ``since``: (changes, last sequence number, done)."""
+        ...
+
+
 class Reconciler:
-    def __init__(self, orthanc: OrthancRest, store: JobStore, intake: ExamIntake) -> None:
+    def __init__(self, orthanc: ChangeLog, store: JobStore, intake: ExamIntake) -> None:
         self.orthanc = orthanc
         self.store = store
         self.intake = intake

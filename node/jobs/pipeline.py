@@ -8,25 +8,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pydicom
 
 from node.config import DEFAULT_EXPECTED_VIEWS
 from node.delivery.service import Deliveries
 from node.delivery.states import DeliveryState
-from node.dicom.pixels import presentation_pixels
-from node.dicom.views import missing_views, normalise_dataset, valid_patient_orientation
-from node.domain import ExamResult, ImageResult, SourceImage
+from node.dicom.views import valid_patient_orientation
+from node.domain import (
+    ExamRequest,
+    ExamResult,
+    ExamSummary,
+    ImageSummary,
+    OutputSummary,
+    SkippedImage,
+)
 from node.errors import FinalError, InvalidInput
-from node.inference.runner import LoadedModel
+from node.events import EventBus, ExamScored
+from node.inference.scoring import ImageModel, prepare_images, score_images
 from node.jobs.revisions import add_predecessors, predecessor_outputs
 from node.jobs.store import Job, JobStore
-from node.net.dicomweb import DicomWebClient
 from node.writers.outputs import BuildOptions, Output, build_outputs
-
-if TYPE_CHECKING:
-    from node.review.shadow import ShadowRunner
 
 log = logging.getLogger(__name__)
 
@@ -35,62 +38,55 @@ log = logging.getLogger(__name__)
 class ExamWork:
     job: Job
     sources: list[pydicom.Dataset] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
     exam: ExamResult | None = None
     outputs: list[Output] = field(default_factory=list)
     published: dict[str, int] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
+    @property
+    def request(self) -> ExamRequest:
+        """The job's payload; one that cannot be read can never be processed."""
+        try:
+            return ExamRequest.from_json(self.job.payload)
+        except ValueError as error:
+            raise FinalError(f"unreadable job payload: {error}") from error
+
+    def summary(self) -> ExamSummary:
         """What the job table keeps: UIDs, scores and reasons, never patient data."""
         assert self.exam is not None
-        model = self.exam.model
-        return {
-            "model": f"{model.model_id}/{model.version}",
-            "score": round(self.exam.score, 4),
-            "recall": self.exam.recall,
-            "complete": self.exam.complete,
-            "missing_views": list(self.exam.missing_views),
-            "revision": self.exam.revision,
-            "breasts": {lat: self.exam.breast_score(lat) for lat in ("L", "R")},
-            "images": [
-                {
-                    "SOPInstanceUID": r.source.SOPInstanceUID,
-                    "ImageLaterality": r.source.ImageLaterality,
-                    "ViewPosition": r.source.ViewPosition,
-                    "score": round(r.prediction.score, 4),
-                    "findings": len(r.prediction.findings),
-                }
+        return ExamSummary(
+            model=self.exam.model.ref,
+            score=round(self.exam.score, 4),
+            recall=self.exam.recall,
+            complete=self.exam.complete,
+            missing_views=self.exam.missing_views,
+            revision=self.exam.revision,
+            breasts={lat: self.exam.breast_score(lat) for lat in ("L", "R")},
+            images=tuple(
+                ImageSummary(
+                    SOPInstanceUID=r.source.SOPInstanceUID,
+                    ImageLaterality=r.source.ImageLaterality,
+                    ViewPosition=r.source.ViewPosition,
+                    score=round(r.prediction.score, 4),
+                    findings=len(r.prediction.findings),
+                )
                 for r in self.exam.images
-            ],
-            "skipped": self.skipped,
-            "outputs": [
-                {
-                    "kind": output.kind,
-                    "SOPInstanceUID": output.dataset.SOPInstanceUID,
-                    "SOPClassUID": output.dataset.SOPClassUID,
-                    "SeriesInstanceUID": output.dataset.SeriesInstanceUID,
-                    "Modality": output.dataset.Modality,
-                }
+            ),
+            skipped=tuple(self.skipped),
+            outputs=tuple(
+                OutputSummary(
+                    kind=output.kind,
+                    SOPInstanceUID=output.dataset.SOPInstanceUID,
+                    SOPClassUID=output.dataset.SOPClassUID,
+                    SeriesInstanceUID=output.dataset.SeriesInstanceUID,
+                    Modality=output.dataset.Modality,
+                )
                 for output in self.outputs
-            ],
-            "published": self.published,
-            "deliveries": self.deliveries,
-        }
-
-
-def source_image(dataset: pydicom.Dataset) -> SourceImage:
-    """The routed image as results name it: laterality and view from wherever the header
-    keeps them (node.dicom.views documents the order)."""
-    found = normalise_dataset(dataset)
-    return SourceImage(
-        StudyInstanceUID=str(dataset.StudyInstanceUID),
-        SeriesInstanceUID=str(dataset.SeriesInstanceUID),
-        SOPInstanceUID=str(dataset.SOPInstanceUID),
-        SOPClassUID=str(dataset.SOPClassUID),
-        ImageLaterality=found.laterality,
-        ViewPosition=found.view,
-    )
+            ),
+            published=self.published,
+            deliveries=tuple(self.deliveries),
+        )
 
 
 def writable_source(dataset: pydicom.Dataset) -> pydicom.Dataset:
@@ -102,17 +98,28 @@ def writable_source(dataset: pydicom.Dataset) -> pydicom.Dataset:
     return dataset
 
 
+class InstanceSource(Protocol):
+    """Where the pipeline fetches routed instances from (DICOMweb WADO-RS in the node)."""
+
+    def retrieve_instance(
+        self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
+    ) -> pydicom.Dataset:
+        """The instance; InvalidInput when it is gone or unreadable (that image is skipped)."""
+        ...
+
+
 class ExamPipeline:
-    #: Set by the composition root when a shadow model runs; its results are never published.
-    shadow: ShadowRunner | None = None
+    """The stages of an exam job. After inference it emits ExamScored on ``bus``, so
+    observers such as the shadow model see the exam without being part of the job."""
 
     def __init__(
         self,
-        model: LoadedModel,
-        source: DicomWebClient,
+        model: ImageModel,
+        source: InstanceSource,
         deliveries: Deliveries,
         *,
         store: JobStore,
+        bus: EventBus,
         expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
         options: BuildOptions = BuildOptions(),  # noqa: B008 - frozen, so a safe default
     ) -> None:
@@ -121,49 +128,40 @@ class ExamPipeline:
         self.source = source
         self.deliveries = deliveries
         self.store = store
+        self.bus = bus
         self.expected_views = expected_views
 
     def fetch(self, work: ExamWork) -> None:
-        for ref in work.job.payload["instances"]:
+        for ref in work.request.instances:
             try:
                 work.sources.append(
                     self.source.retrieve_instance(
-                        ref["StudyInstanceUID"], ref["SeriesInstanceUID"], ref["SOPInstanceUID"]
+                        ref.StudyInstanceUID, ref.SeriesInstanceUID, ref.SOPInstanceUID
                     )
                 )
             except InvalidInput as error:
-                work.skipped.append({"SOPInstanceUID": ref["SOPInstanceUID"], "reason": str(error)})
+                work.skipped.append(SkippedImage(ref.SOPInstanceUID, str(error)))
         if not work.sources:
             raise InvalidInput(self._nothing_usable(work))
 
     def infer(self, work: ExamWork) -> None:
-        results: list[ImageResult] = []
-        usable: list[pydicom.Dataset] = []
-        for dataset in work.sources:
-            source = source_image(dataset)
-            try:
-                pixels = presentation_pixels(dataset)
-            except InvalidInput as error:
-                work.skipped.append({"SOPInstanceUID": source.SOPInstanceUID, "reason": str(error)})
-                continue
-            prediction = self.model.predict(pixels, source.ImageLaterality)
-            results.append(ImageResult(source=source, prediction=prediction))
-            usable.append(writable_source(dataset))
-        if not results:
+        images, skipped = prepare_images(work.sources)
+        work.skipped += skipped
+        if not images:
             raise InvalidInput(self._nothing_usable(work))
-        work.sources = usable
-        present = [f"{r.source.ImageLaterality} {r.source.ViewPosition}" for r in results]
-        missing = tuple(missing_views(present, self.expected_views))
-        work.exam = ExamResult(
-            StudyInstanceUID=results[0].source.StudyInstanceUID,
-            model=self.model.spec,
-            images=results,
-            complete=not missing,
-            missing_views=missing,
-            revision=int(work.job.payload.get("revision", 0)),
+        work.exam = score_images(
+            self.model,
+            images,
+            expected_views=self.expected_views,
+            revision=work.request.revision,
         )
-        if self.shadow is not None:
-            self.shadow.run(work)  # stores its verdict; never raises
+        scored = {image.source.SOPInstanceUID for image in images}
+        work.sources = [
+            writable_source(dataset)
+            for dataset in work.sources
+            if str(dataset.SOPInstanceUID) in scored
+        ]
+        self.bus.emit(ExamScored(work.job.id, tuple(images), work.exam))
 
     def write(self, work: ExamWork) -> None:
         assert work.exam is not None
@@ -192,5 +190,5 @@ class ExamPipeline:
 
     @staticmethod
     def _nothing_usable(work: ExamWork) -> str:
-        reasons = "; ".join(sorted({s["reason"] for s in work.skipped})) or "no instances"
+        reasons = "; ".join(sorted({s.reason for s in work.skipped})) or "no instances"
         return f"no usable image in the exam: {reasons}"

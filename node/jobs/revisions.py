@@ -10,20 +10,29 @@ SOP Instance Reference, C.17.2.1), so a reader can tell which report is current.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from node.domain import ExamRequest, ExamSummary, OutputSummary
 from node.jobs.states import JobState
 from node.jobs.store import Job
 from node.writers.outputs import Output
 
 
 def revision_of(job: Job) -> int:
-    return int(job.payload.get("revision", 0))
+    return ExamRequest.from_json(job.payload).revision
 
 
-def predecessor_outputs(jobs: Sequence[Job], model_ref: str, revision: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Predecessor:
+    """An SR of an earlier revision, and the study it is in."""
+
+    StudyInstanceUID: str
+    output: OutputSummary
+
+
+def predecessor_outputs(jobs: Sequence[Job], model_ref: str, revision: int) -> list[Predecessor]:
     """The SR outputs of the newest done revision before ``revision`` (same model)."""
     earlier = [
         job
@@ -38,32 +47,32 @@ def predecessor_outputs(jobs: Sequence[Job], model_ref: str, revision: int) -> l
     newest = max(earlier, key=lambda job: (revision_of(job), job.id))
     assert newest.result is not None
     return [
-        {**output, "StudyInstanceUID": newest.study_instance_uid}
-        for output in newest.result.get("outputs", [])
-        if output.get("Modality") == "SR" and output.get("SeriesInstanceUID")
+        Predecessor(newest.study_instance_uid, output)
+        for output in ExamSummary.from_json(newest.result).outputs
+        if output.Modality == "SR" and output.SeriesInstanceUID
     ]
 
 
-def _reference(previous: dict[str, Any]) -> Dataset:
+def _reference(previous: Predecessor) -> Dataset:
     sop = Dataset()
-    sop.ReferencedSOPClassUID = previous["SOPClassUID"]
-    sop.ReferencedSOPInstanceUID = previous["SOPInstanceUID"]
+    sop.ReferencedSOPClassUID = previous.output.SOPClassUID
+    sop.ReferencedSOPInstanceUID = previous.output.SOPInstanceUID
     series = Dataset()
-    series.SeriesInstanceUID = previous["SeriesInstanceUID"]
+    series.SeriesInstanceUID = previous.output.SeriesInstanceUID
     series.ReferencedSOPSequence = [sop]
     study = Dataset()
-    study.StudyInstanceUID = previous["StudyInstanceUID"]
+    study.StudyInstanceUID = previous.StudyInstanceUID
     study.ReferencedSeriesSequence = [series]
     return study
 
 
-def add_predecessors(outputs: Sequence[Output], predecessors: Sequence[dict[str, Any]]) -> int:
+def add_predecessors(outputs: Sequence[Output], predecessors: Sequence[Predecessor]) -> int:
     """Point each SR output at the earlier SR of the same kind; return how many were linked."""
     linked = 0
     for output in outputs:
         if output.dataset.Modality != "SR":
             continue
-        earlier = [p for p in predecessors if p.get("kind") == output.kind]
+        earlier = [p for p in predecessors if p.output.kind == output.kind]
         if earlier:
             output.dataset.PredecessorDocumentsSequence = [_reference(p) for p in earlier]
             linked += 1

@@ -10,11 +10,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from node.config import Settings
 from node.errors import FinalError, LeaseLost, RetryableError
 from node.events import EventBus, JobFailed, StageFinished
-from node.jobs.pipeline import ExamPipeline, ExamWork
+from node.jobs.pipeline import ExamWork
 from node.jobs.states import NEXT_STAGE, JobState
 from node.jobs.store import Job, JobStore
 from node.retry import backoff_seconds
@@ -26,19 +27,39 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What a worker needs of the settings (node.config.Settings documents each)."""
+
+    lease_seconds: float  # how long a lease lasts; renewed at each stage
+    backoff_seconds: float  # first retry delay, doubled per attempt ...
+    backoff_max_seconds: float  # ... up to this
+    poll_seconds: float  # how long an idle worker waits before looking again
+
+
+class ExamStages(Protocol):
+    """The stages a worker runs in order (ExamPipeline in the node); each reads and fills
+    the ExamWork and raises RetryableError or FinalError to end the attempt."""
+
+    def fetch(self, work: ExamWork) -> None: ...
+    def infer(self, work: ExamWork) -> None: ...
+    def write(self, work: ExamWork) -> None: ...
+    def publish(self, work: ExamWork) -> None: ...
+
+
 class Worker:
     def __init__(
         self,
         store: JobStore,
-        pipeline: ExamPipeline,
+        pipeline: ExamStages,
         bus: EventBus,
-        settings: Settings,
+        options: WorkerOptions,
         worker_id: str | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.bus = bus
-        self.settings = settings
+        self.options = options
         self.worker_id = worker_id or new_worker_id()
         self.stages: dict[JobState, Callable[[ExamWork], None]] = {
             JobState.FETCHING: pipeline.fetch,
@@ -49,7 +70,7 @@ class Worker:
 
     def run_once(self) -> Job | None:
         """Lease and process one job; None when no job was due."""
-        job = self.store.lease(self.worker_id, self.settings.lease_seconds)
+        job = self.store.lease(self.worker_id, self.options.lease_seconds)
         if job is None:
             return None
         return self.process(job)
@@ -66,8 +87,8 @@ class Worker:
                     job,
                     target,
                     worker=self.worker_id,
-                    lease_seconds=self.settings.lease_seconds,
-                    result=work.summary() if target is JobState.DONE else None,
+                    lease_seconds=self.options.lease_seconds,
+                    result=work.summary().to_json() if target is JobState.DONE else None,
                 )
                 work.job = job
             log.info("exam done", extra={"job_id": job.id, "attempt": job.attempts})
@@ -86,7 +107,7 @@ class Worker:
     def _give_up(self, job: Job, error: Exception, *, retryable: bool) -> Job:
         reason = f"{job.state}: {type(error).__name__}: {error}"
         backoff = backoff_seconds(
-            job.attempts, self.settings.backoff_seconds, self.settings.backoff_max_seconds
+            job.attempts, self.options.backoff_seconds, self.options.backoff_max_seconds
         )
         try:
             moved = self.store.give_up(
@@ -109,4 +130,4 @@ class Worker:
                 log.exception("worker loop error")
                 job = None
             if job is None:
-                stop.wait(self.settings.poll_seconds)
+                stop.wait(self.options.poll_seconds)

@@ -49,7 +49,7 @@ class ModelEntry:
 
 
 def ref_of(folder: ModelFolder) -> str:
-    return f"{folder.spec.model_id}/{folder.spec.version}"
+    return folder.spec.ref
 
 
 def _utc_now() -> str:

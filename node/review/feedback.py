@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from node.db import feedback_table, jobs_table, upgrade
+from node.domain import ExamSummary
 from node.errors import InvalidFeedback, JobNotReviewable
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
@@ -102,16 +103,16 @@ class FeedbackStats:
         return self.agreeing / self.count if self.count else 0.0
 
 
-def finding_locations(result: dict[str, Any]) -> list[tuple[str, str]]:
+def finding_locations(result: ExamSummary) -> list[tuple[str, str]]:
     """(SOPInstanceUID, tracking id) of findings 1..N, in the job result's image order.
 
     The tracking id is the one the SEG segment and SR group carry (e.g. "L CC finding 1").
     """
     locations = []
-    for image in result.get("images", []):
-        view = f"{image.get('ImageLaterality', '')} {image.get('ViewPosition', '')}".strip()
-        for index in range(int(image.get("findings", 0))):
-            locations.append((image["SOPInstanceUID"], f"{view} finding {index + 1}".strip()))
+    for image in result.images:
+        view = f"{image.ImageLaterality} {image.ViewPosition}".strip()
+        for index in range(image.findings):
+            locations.append((image.SOPInstanceUID, f"{view} finding {index + 1}".strip()))
     return locations
 
 
@@ -135,7 +136,7 @@ class FeedbackStore:
         job = self.jobs.get(feedback.job_id)
         if job.state is not JobState.DONE or not job.result:
             raise JobNotReviewable(f"job {job.id} is {job.state.value}: it has no result yet")
-        findings = len(finding_locations(job.result))
+        findings = len(finding_locations(ExamSummary.from_json(job.result)))
         if feedback.finding > findings:
             raise InvalidFeedback(
                 f"finding {feedback.finding} does not exist: job {job.id} has {findings} "
@@ -200,16 +201,18 @@ class FeedbackStore:
             if row["job_id"] not in jobs:
                 jobs[row["job_id"]] = self.jobs.get(row["job_id"])
             job = jobs[row["job_id"]]
-            result = job.result or {}
-            locations = finding_locations(result)
+            result = ExamSummary.from_json(job.result) if job.result else None
+            locations = finding_locations(result) if result else []
             finding_uid, tracking = ("", "")
             if 0 < row["finding"] <= len(locations):
                 finding_uid, tracking = locations[row["finding"] - 1]
             yield {
                 "job_id": job.id,
                 "StudyInstanceUID": job.study_instance_uid,
-                "SOPInstanceUIDs": " ".join(i["SOPInstanceUID"] for i in result.get("images", [])),
-                "model": result.get("model", job.model_ref),
+                "SOPInstanceUIDs": " ".join(i.SOPInstanceUID for i in result.images)
+                if result
+                else "",
+                "model": result.model if result else job.model_ref,
                 "finding": row["finding"],
                 "finding_SOPInstanceUID": finding_uid,
                 "finding_tracking_id": tracking,
@@ -217,8 +220,8 @@ class FeedbackStore:
                 "birads": "" if row["birads"] is None else row["birads"],
                 "pathology": row["pathology"] or "",
                 "satisfaction": "" if row["satisfaction"] is None else row["satisfaction"],
-                "exam_score": result.get("score", ""),
-                "recall": "" if "recall" not in result else int(bool(result["recall"])),
+                "exam_score": result.score if result else "",
+                "recall": int(result.recall) if result else "",
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["at"])),
             }
 

@@ -1,11 +1,12 @@
 """Shadow mode: a candidate model runs beside the live one on real traffic, unpublished.
 
-After the live model has scored an exam, the pipeline hands the same images to the shadow
-model; its exam score and recall suggestion are stored beside the live ones in
-``shadow_results`` (one row per job and shadow model), never written as DICOM and never sent
+After the live model has scored an exam, the pipeline emits ExamScored with the prepared
+images; the shadow runner, subscribed to it, scores them with the shadow model
+(``node.inference.scoring``, the live model's own path). Its exam score and recall
+suggestion are stored beside the live ones in ``shadow_results`` (one row per job and shadow model), never written as DICOM and never sent
 anywhere. Agreement (same recall suggestion) per model pair tells whether the candidate
 would change what radiologists are shown. A shadow failure is logged and never fails the job:
-like a notification hook, it is an observer of the work, not part of it.
+it is a notification subscriber, an observer of the work, not part of it.
 """
 
 from __future__ import annotations
@@ -13,23 +14,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from node.config import DEFAULT_EXPECTED_VIEWS
 from node.db import shadow_results_table, upgrade
-from node.dicom.pixels import presentation_pixels
-from node.domain import ExamResult, ImageResult
-from node.errors import InvalidInput, InvalidModelConfig, LifecycleError, ModelNotFound
+from node.errors import InvalidModelConfig, LifecycleError, MammoNodeError, ModelNotFound
+from node.events import ExamScored
 from node.inference.runner import LoadedModel
+from node.inference.scoring import score_images
 from node.models.lifecycle import ModelLifecycle
 from node.models.registry import load_model
-
-if TYPE_CHECKING:
-    from node.jobs.pipeline import ExamWork
 
 log = logging.getLogger(__name__)
 
@@ -111,68 +110,68 @@ class ShadowStore:
             ]
 
 
-def _ref(exam: ExamResult) -> str:
-    return f"{exam.model.model_id}/{exam.model.version}"
-
-
 class ShadowRunner:
-    """Runs the shadow model on an exam the live model has just scored (see module doc)."""
+    """Scores with the shadow model each exam the live model has scored (see module doc).
 
-    def __init__(self, model: LoadedModel, store: ShadowStore) -> None:
+    Subscribed to ExamScored by the composition root; the pipeline does not know it exists.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        store: ShadowStore,
+        expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
+    ) -> None:
         self.model = model
         self.store = store
+        self.expected_views = expected_views
 
     @property
     def ref(self) -> str:
-        return f"{self.model.spec.model_id}/{self.model.spec.version}"
+        return self.model.spec.ref
 
-    def score(self, work: ExamWork) -> ShadowResult:
-        """The shadow model's verdict on the images the live model used."""
-        if work.exam is None:
-            raise ValueError("the live model has not scored this exam yet")
+    def score(self, event: ExamScored) -> ShadowResult:
+        """The shadow model's verdict on the images the live model scored, read the same way."""
         started = time.monotonic()
-        live_images = {i.source.SOPInstanceUID: i for i in work.exam.images}
-        results: list[ImageResult] = []
-        for dataset in work.sources:
-            live = live_images.get(str(dataset.SOPInstanceUID))
-            if live is None:
-                continue
-            # pydicom keeps the decoded pixel array, so this does not decode a second time.
-            pixels = presentation_pixels(dataset)
-            prediction = self.model.predict(pixels, live.source.ImageLaterality)
-            results.append(ImageResult(source=live.source, prediction=prediction))
-        if not results:
-            raise InvalidInput("no image the live model scored is left for the shadow model")
-        shadow = replace(work.exam, model=self.model.spec, images=results)
+        live = event.exam
+        shadow = score_images(
+            self.model, event.images, expected_views=self.expected_views, revision=live.revision
+        )
         return ShadowResult(
-            job_id=work.job.id,
-            live_model=_ref(work.exam),
+            job_id=event.job_id,
+            live_model=live.model.ref,
             shadow_model=self.ref,
-            live_score=round(work.exam.score, 4),
-            live_recall=work.exam.recall,
+            live_score=round(live.score, 4),
+            live_recall=live.recall,
             shadow_score=round(shadow.score, 4),
             shadow_recall=shadow.recall,
-            agree=shadow.recall == work.exam.recall,
-            images=len(results),
+            agree=shadow.recall == live.recall,
+            images=len(shadow.images),
             seconds=round(time.monotonic() - started, 4),
         )
 
-    def run(self, work: ExamWork) -> ShadowResult | None:
-        """Score and store; any failure is logged and swallowed, so the job goes on."""
+    def run(self, event: ExamScored) -> ShadowResult | None:
+        """Score and store. A failure of the shadow model or its table is logged and the job
+        goes on; anything else is logged by the event bus, which never fails the job either."""
         try:
-            result = self.score(work)
+            result = self.score(event)
             self.store.record(result)
-        except Exception:  # an observer must never fail the job (see module doc)
-            log.exception("shadow model failed", extra={"job_id": work.job.id})
+        except (MammoNodeError, ValueError, RuntimeError, SQLAlchemyError):
+            log.exception("shadow model failed", extra={"job_id": event.job_id})
             return None
         log.info(
             "shadow scored",
-            extra={"job_id": work.job.id, "shadow_model": self.ref, "agree": result.agree},
+            extra={"job_id": event.job_id, "shadow_model": self.ref, "agree": result.agree},
         )
         return result
 
 
-def shadow_runner_for(models_dir: Path, live_ref: str, store: ShadowStore) -> ShadowRunner | None:
+def shadow_runner_for(
+    models_dir: Path,
+    live_ref: str,
+    store: ShadowStore,
+    expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
+) -> ShadowRunner | None:
     """The registry's shadow model ready to run, or None (none set, or it is the live one).
 
     A shadow that cannot be loaded is logged and left out: it must not stop the live model.
@@ -186,4 +185,4 @@ def shadow_runner_for(models_dir: Path, live_ref: str, store: ShadowStore) -> Sh
         log.error("shadow model not started: %s", error)
         return None
     log.info("shadow model running", extra={"shadow_model": ref, "live_model": live_ref})
-    return ShadowRunner(model, store)
+    return ShadowRunner(model, store, expected_views)

@@ -17,13 +17,13 @@ from node.db import create_engine
 from node.delivery.publishers import publisher_for
 from node.delivery.service import Deliveries
 from node.errors import MammoNodeError, NotFound
-from node.events import EventBus, JobTransitioned
+from node.events import EventBus, ExamScored, JobTransitioned
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.pipeline import ExamPipeline
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.jobs.worker import Worker
+from node.jobs.worker import Worker, WorkerOptions
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
 from node.net.dicomweb import DicomWebClient
@@ -66,7 +66,7 @@ class Node:
             self.store,
             self.bus,
             settings.routing,
-            model_ref=f"{spec.model_id}/{spec.version}",
+            model_ref=spec.ref,
             max_attempts=settings.max_attempts,
             expected_views=settings.expected_views,
             assembly_timeout=settings.assembly_timeout_seconds,
@@ -92,6 +92,7 @@ class Node:
             source,
             self.deliveries,
             store=self.store,
+            bus=self.bus,
             expected_views=settings.expected_views,
             options=BuildOptions(language=settings.summary_language),
         )
@@ -99,12 +100,21 @@ class Node:
         self.lifecycle = ModelLifecycle(settings.models_dir)
         self.feedback = FeedbackStore(self.store.engine, self.store)
         self.shadow_results = ShadowStore(self.store.engine)
-        self.pipeline.shadow = shadow_runner_for(
-            settings.models_dir, f"{spec.model_id}/{spec.version}", self.shadow_results
+        # The shadow model observes scored exams; the pipeline does not know it exists.
+        self.shadow = shadow_runner_for(
+            settings.models_dir, spec.ref, self.shadow_results, settings.expected_views
         )
+        if self.shadow is not None:
+            self.bus.subscribe(ExamScored, self.shadow.run)
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
+        options = WorkerOptions(
+            lease_seconds=settings.lease_seconds,
+            backoff_seconds=settings.backoff_seconds,
+            backoff_max_seconds=settings.backoff_max_seconds,
+            poll_seconds=settings.poll_seconds,
+        )
         self.workers = [
-            Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
+            Worker(self.store, self.pipeline, self.bus, options) for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -133,7 +143,7 @@ class Node:
         log.info(
             "node started",
             extra={
-                "model": f"{self.model.spec.model_id}/{self.model.spec.version}",
+                "model": self.model.spec.ref,
                 "workers": len(self.workers),
             },
         )
@@ -165,9 +175,9 @@ class Node:
     @property
     def running_models(self) -> dict[str, str | None]:
         """The models this process runs (the registry may have changed since it started)."""
-        shadow = self.pipeline.shadow
+        shadow = self.shadow
         return {
-            "live": f"{self.model.spec.model_id}/{self.model.spec.version}",
+            "live": self.model.spec.ref,
             "shadow": shadow.ref if shadow is not None else None,
         }
 
@@ -181,7 +191,7 @@ class Node:
             log.warning("intake failed; reconciliation will retry: %s", error)
 
     def health(self) -> dict[str, Any]:
-        checks: dict[str, Any] = {"model": f"{self.model.spec.model_id}/{self.model.spec.version}"}
+        checks: dict[str, Any] = {"model": self.model.spec.ref}
         try:
             self.orthanc.ping()
             checks["orthanc"] = "ok"

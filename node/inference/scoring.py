@@ -1,0 +1,99 @@
+"""Scoring an exam: each usable image through one model, the answers gathered per study.
+
+One path for the live model (``node.jobs.pipeline``) and the shadow model
+(``node.review.shadow``): pixels are prepared and laterality and view read once
+(``node.dicom``), and every model scores those same prepared images, so the two can
+differ only by the model, never by how the images were read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+
+from node.dicom.pixels import presentation_pixels
+from node.dicom.views import missing_views, normalise_dataset
+from node.domain import (
+    ExamResult,
+    ImagePrediction,
+    ImageResult,
+    ModelSpec,
+    PreparedImage,
+    SkippedImage,
+    SourceImage,
+)
+from node.errors import InvalidInput
+
+
+class ImageModel(Protocol):
+    """What scoring needs of a model (LoadedModel in the node)."""
+
+    spec: ModelSpec
+
+    def predict(
+        self, pixels: npt.NDArray[np.floating] | npt.NDArray[np.integer], laterality: str
+    ) -> ImagePrediction:
+        """Score one image given as presentation pixels in [0, 1]."""
+        ...
+
+
+def source_image(dataset: pydicom.Dataset) -> SourceImage:
+    """The routed image as results name it: laterality and view from wherever the header
+    keeps them (node.dicom.views documents the order)."""
+    found = normalise_dataset(dataset)
+    return SourceImage(
+        StudyInstanceUID=str(dataset.StudyInstanceUID),
+        SeriesInstanceUID=str(dataset.SeriesInstanceUID),
+        SOPInstanceUID=str(dataset.SOPInstanceUID),
+        SOPClassUID=str(dataset.SOPClassUID),
+        ImageLaterality=found.laterality,
+        ViewPosition=found.view,
+    )
+
+
+def prepare_images(
+    datasets: Sequence[pydicom.Dataset],
+) -> tuple[list[PreparedImage], list[SkippedImage]]:
+    """The images a model can score, in order, and the ones it cannot, with the reason."""
+    prepared: list[PreparedImage] = []
+    skipped: list[SkippedImage] = []
+    for dataset in datasets:
+        source = source_image(dataset)
+        try:
+            prepared.append(PreparedImage(source, presentation_pixels(dataset)))
+        except InvalidInput as error:
+            skipped.append(SkippedImage(source.SOPInstanceUID, str(error)))
+    return prepared, skipped
+
+
+def score_images(
+    model: ImageModel,
+    images: Sequence[PreparedImage],
+    *,
+    expected_views: Sequence[str],
+    revision: int,
+) -> ExamResult:
+    """``model``'s result for the exam these images make up; InvalidInput when there are none.
+
+    The exam is incomplete when an expected view ("R CC", ...) is not among the images.
+    """
+    if not images:
+        raise InvalidInput("no usable image to score")
+    results = [
+        ImageResult(image.source, model.predict(image.pixels, image.source.ImageLaterality))
+        for image in images
+    ]
+    present = [f"{r.source.ImageLaterality} {r.source.ViewPosition}" for r in results]
+    missing = tuple(missing_views(present, expected_views))
+    return ExamResult(
+        StudyInstanceUID=results[0].source.StudyInstanceUID,
+        model=model.spec,
+        images=results,
+        complete=not missing,
+        missing_views=missing,
+        revision=revision,
+    )
