@@ -29,6 +29,7 @@ from node.writers.provenance import (
     NOT_FOR_CLINICAL_USE,
     equipment_arguments,
     output_uid,
+    series_number,
 )
 from node.writers.seg import finding_tracking, pair_sources
 
@@ -40,7 +41,7 @@ __all__ = [
     "finding_label",
 ]
 
-GSPS_SERIES_NUMBER: Final = 9105
+GSPS_SERIES_NUMBER: Final = 9105  # right breast; the left breast's series is 9106
 GSPS_SERIES_DESCRIPTION: Final = "AI findings overlay (not for clinical use)"
 FINDING_LABELS: Final = {"mass": "Mass", "calcification": "Calcifications"}
 _FINDINGS_LAYER: Final = hd.pr.GraphicLayer(
@@ -63,6 +64,23 @@ def finding_label(finding: Finding, what: str = "finding") -> str:
     return f"{FINDING_LABELS[finding.kind]} {_percent(finding.score, f'score of {what}')}%"
 
 
+def _on_image(finding: Finding, rows: int, columns: int) -> bool:
+    return 0 <= finding.column < columns and 0 <= finding.row < rows and finding.radius > 0
+
+
+def _circle(finding: Finding, rows: int, columns: int) -> np.ndarray:
+    """Centre and one point of the circle, both inside the image (PS3.3 C.10.5.1.2: PIXEL
+    graphic data lie in the image). A circle reaching past an edge keeps its centre and is
+    clipped to the largest radius that fits, so the mark is shown, not the job failed."""
+    x, y = finding.column, finding.row
+    fits = max(x, columns - 1 - x, y, rows - 1 - y)
+    radius = min(finding.radius, fits)
+    for point in ((x + radius, y), (x - radius, y), (x, y + radius), (x, y - radius)):
+        if 0 <= point[0] <= columns - 1 and 0 <= point[1] <= rows - 1:
+            return np.array([[x, y], list(point)])
+    return np.array([[x, y], [x, y]])  # unreachable: the largest fitting radius fits
+
+
 def _finding_annotations(
     exam: ExamResult, image: ImageResult, rows: int, columns: int
 ) -> tuple[list[hd.pr.GraphicObject], list[hd.pr.TextObject]]:
@@ -70,7 +88,9 @@ def _finding_annotations(
     texts: list[hd.pr.TextObject] = []
     for index, finding in enumerate(image.prediction.findings):
         identifier, uid = finding_tracking(exam, image, index)
-        if not (0 <= finding.column < columns and 0 <= finding.row < rows) or finding.radius <= 0:
+        if not _on_image(finding, rows, columns):
+            # A centre off the image is no mark at all (a model fault): this output fails
+            # alone, the others are still built (node/writers/outputs.py).
             raise ValueError(
                 f"{identifier} at ({finding.column}, {finding.row}) radius {finding.radius} "
                 "is not a circle on the image: PIXEL graphic data are source pixel "
@@ -79,9 +99,7 @@ def _finding_annotations(
         graphics.append(
             hd.pr.GraphicObject(
                 graphic_type=hd.pr.GraphicTypeValues.CIRCLE,
-                graphic_data=np.array(
-                    [[finding.column, finding.row], [finding.column + finding.radius, finding.row]]
-                ),
+                graphic_data=_circle(finding, rows, columns),
                 units=hd.pr.AnnotationUnitsValues.PIXEL,
                 tracking_id=identifier,
                 tracking_uid=uid,
@@ -140,7 +158,9 @@ def _presentation_state(
     state = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[source],
         series_instance_uid=output_uid(exam, f"GSPS series {image.source.ImageLaterality}"),
-        series_number=GSPS_SERIES_NUMBER,
+        series_number=series_number(
+            GSPS_SERIES_NUMBER, 0 if image.source.ImageLaterality == "R" else 1
+        ),
         sop_instance_uid=output_uid(exam, "GSPS", image.source.SOPInstanceUID),
         instance_number=number,
         **equipment_arguments(exam.model),

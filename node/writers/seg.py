@@ -30,6 +30,7 @@ from node.writers.provenance import (
     algorithm_identification,
     equipment_arguments,
     output_uid,
+    series_number,
 )
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "pair_sources",
 ]
 
-SEG_SERIES_NUMBER: Final = 9101
+SEG_SERIES_NUMBER: Final = 9201  # the first; one series per image (series_number)
 SEG_SERIES_DESCRIPTION: Final = "AI lesion masks (not for clinical use)"
 
 # CID 6014 Mammography Single Image Finding (SNOMED CT) for the kinds the model reports.
@@ -182,7 +183,7 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
         # One series per source image: OHIF shows only the last SEG instance of a series,
         # so a shared series would hide the masks of all but one view.
         series_instance_uid=output_uid(exam, "SEG series", image.source.SOPInstanceUID),
-        series_number=SEG_SERIES_NUMBER,
+        series_number=series_number(SEG_SERIES_NUMBER, number - 1),
         sop_instance_uid=output_uid(exam, "SEG", image.source.SOPInstanceUID),
         instance_number=number,
         content_label="LESIONS",
