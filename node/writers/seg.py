@@ -200,6 +200,12 @@ def fit_for_projection(seg: Dataset, source: Dataset) -> Dataset:
     highdicom omits Patient Orientation on projection images, a Type 2C error
     (PS3.3 C.7.6.1.1.1), and OHIF loads a SEG over a projection image only with a Plane
     Orientation functional group (PS3.3 C.7.6.16.2.4).
+
+    The orientation is not a measurement: a projection image has no patient coordinate
+    system, and (1, 0, 0, 0, 1, 0) only says "rows and columns as in the source". It is kept
+    because without it OHIF 3.13 refuses the SEG (measured, DESIGN.md "The OHIF
+    viewer and mammography"); the Segmentation IOD has no Frame of Reference here, so no
+    reader can take it for a position in the patient, and dciodvfy accepts it.
     """
     seg.PatientOrientation = source.get("PatientOrientation", "")
     plane = Dataset()
