@@ -6,8 +6,10 @@ One GSPS per source image (its graphics are in that image's pixel space), one se
 breast (General Series Laterality is Type 2C for a paired organ), deterministic UIDs:
 
 - layer "AI FINDINGS": per finding a CIRCLE (centre and a point on the circle, PIXEL
-  units, PS3.3 C.10.5.1.2) and a short label ("Mass 83%") above it, tracked with the same
-  Tracking ID/UID as the finding's SEG segment and SR group;
+  units, PS3.3 C.10.5.1.2; clipped to the image) and a short label above it: the lesion's
+  number and name as the other outputs give them (node/writers/matching.py) and its score
+  ("1: Density (one view) 83%"), tracked with the same Tracking ID/UID as the finding's SEG
+  segment and SR group;
 - layer "AI SUMMARY": the image's score, the operating-point verdict and "not for clinical
   use", in DISPLAY units at the top left, so it stays readable at any zoom.
 
@@ -25,6 +27,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from node.domain import ExamResult, Finding, ImageResult
+from node.writers.locales import load_locale
+from node.writers.matching import Lesion, exam_lesions, lesion_index
 from node.writers.provenance import (
     NOT_FOR_CLINICAL_USE,
     equipment_arguments,
@@ -34,7 +38,6 @@ from node.writers.provenance import (
 from node.writers.seg import finding_tracking, pair_sources
 
 __all__ = [
-    "FINDING_LABELS",
     "GSPS_SERIES_DESCRIPTION",
     "GSPS_SERIES_NUMBER",
     "build_presentation_states",
@@ -43,7 +46,7 @@ __all__ = [
 
 GSPS_SERIES_NUMBER: Final = 9105  # right breast; the left breast's series is 9106
 GSPS_SERIES_DESCRIPTION: Final = "AI findings overlay (not for clinical use)"
-FINDING_LABELS: Final = {"mass": "Mass", "calcification": "Calcifications"}
+_ENGLISH: Final = load_locale("en")  # GSPS text has no language of its own: English
 _FINDINGS_LAYER: Final = hd.pr.GraphicLayer(
     layer_name="AI FINDINGS", order=1, description="Findings of the AI model"
 )
@@ -59,9 +62,11 @@ def _percent(score: float, what: str) -> int:
     return round(score * 100.0)
 
 
-def finding_label(finding: Finding, what: str = "finding") -> str:
-    """The short text drawn beside a finding: its kind and score in percent."""
-    return f"{FINDING_LABELS[finding.kind]} {_percent(finding.score, f'score of {what}')}%"
+def finding_label(lesion: Lesion, finding: Finding, what: str = "finding") -> str:
+    """The short text drawn beside a finding: its lesion's number and name, its score."""
+    _percent(finding.score, f"score of {what}")  # checks it is a probability
+    name = _ENGLISH.text(lesion.label_key)
+    return f"{lesion.number}: {name} {_ENGLISH.score(finding.score, decimals=0)}"
 
 
 def _on_image(finding: Finding, rows: int, columns: int) -> bool:
@@ -82,7 +87,11 @@ def _circle(finding: Finding, rows: int, columns: int) -> np.ndarray:
 
 
 def _finding_annotations(
-    exam: ExamResult, image: ImageResult, rows: int, columns: int
+    exam: ExamResult,
+    image: ImageResult,
+    rows: int,
+    columns: int,
+    lesions: dict[tuple[str, int], Lesion],
 ) -> tuple[list[hd.pr.GraphicObject], list[hd.pr.TextObject]]:
     graphics: list[hd.pr.GraphicObject] = []
     texts: list[hd.pr.TextObject] = []
@@ -107,7 +116,9 @@ def _finding_annotations(
         )
         texts.append(
             hd.pr.TextObject(
-                text_value=finding_label(finding, identifier),
+                text_value=finding_label(
+                    lesions[(image.source.SOPInstanceUID, index)], finding, identifier
+                ),
                 units=hd.pr.AnnotationUnitsValues.PIXEL,
                 anchor_point=(finding.column, max(finding.row - finding.radius, 0.0)),
                 anchor_point_visible=False,
@@ -128,9 +139,15 @@ def _summary_text(exam: ExamResult, image: ImageResult) -> str:
 
 
 def _presentation_state(
-    exam: ExamResult, source: Dataset, image: ImageResult, number: int
+    exam: ExamResult,
+    source: Dataset,
+    image: ImageResult,
+    number: int,
+    lesions: dict[tuple[str, int], Lesion],
 ) -> Dataset:
-    graphics, texts = _finding_annotations(exam, image, int(source.Rows), int(source.Columns))
+    graphics, texts = _finding_annotations(
+        exam, image, int(source.Rows), int(source.Columns), lesions
+    )
     annotations = [
         hd.pr.GraphicAnnotation(
             referenced_images=[source],
@@ -178,7 +195,9 @@ def _presentation_state(
 
 def build_presentation_states(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
     """One GSPS per source image of ``exam``, in one deterministic series per breast."""
+    pairs = pair_sources(sources, exam)
+    lesions = lesion_index(exam_lesions(pairs))
     return [
-        _presentation_state(exam, source, image, number)
-        for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)
+        _presentation_state(exam, source, image, number, lesions)
+        for number, (source, image) in enumerate(pairs, start=1)
     ]

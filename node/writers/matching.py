@@ -48,6 +48,7 @@ __all__ = [
     "Mark",
     "exam_lesions",
     "finding_concept",
+    "lesion_index",
     "lesions_of",
 ]
 
@@ -110,6 +111,18 @@ class Lesion:
     @property
     def concept(self) -> Code:
         return finding_concept(self.kind, len(self.marks))
+
+    @property
+    def label_key(self) -> str:
+        """Locale key of the lesion's name, the same concept as :attr:`concept`."""
+        if self.kind == "mass":
+            return "kind_mass" if self.composite else "kind_density"
+        return f"kind_{self.kind}"
+
+    @property
+    def views(self) -> str:
+        """ "R CC + R MLO": where it is seen."""
+        return " + ".join(f"{self.laterality} {mark.view}".strip() for mark in self.marks)
 
     @property
     def placement(self) -> Placement:
@@ -177,6 +190,15 @@ def exam_lesions(pairs: Sequence[tuple[Dataset, ImageResult]]) -> list[Lesion]:
         Lesion(number, laterality, marks[0].finding.kind, marks)
         for number, (laterality, marks) in enumerate(sorted(groups, key=order), start=1)
     ]
+
+
+def lesion_index(lesions: Sequence[Lesion]) -> dict[tuple[str, int], Lesion]:
+    """Each finding's lesion, by (source SOP Instance UID, index of the finding)."""
+    return {
+        (mark.image.source.SOPInstanceUID, mark.index): lesion
+        for lesion in lesions
+        for mark in lesion.marks
+    }
 
 
 def lesions_of(sources: Sequence[Dataset], exam: ExamResult) -> list[Lesion]:
