@@ -52,15 +52,20 @@ def test_dsrdump_shows_the_tid_4000_tree(path: Path) -> None:
     # The R CC finding is a mass on one view (CID 6014), 83 % >= the 50 % operating point.
     assert 'CODE:(,,"Single Image Finding")=(129793001,SCT,"Mammography breast density")' in tree
     assert REQUIRED in tree and OPTIONAL not in tree
-    assert 'NUM:(,,"CAD Operating Point")="50.0" (%,UCUM,"Percent")' in tree
+    # Both marks are required: no CAD Operating Point bin on them (TID 4006 row 3), the bins
+    # a viewer may choose from stated once per detection (TID 4023, PS3.17 E.4).
+    assert '"CAD Operating Point"' not in tree
+    assert 'NUM:(,,"Maximum CAD Operating Point")="10.0" ([arb\'U],UCUM,"arbitrary unit")' in tree
+    assert 'NUM:(,,"Recommended CAD Operating Point")="0.0" ({0:n},UCUM,"range: 0:n")' in tree
     assert 'NUM:(,,"Probability of cancer")="83.0" (%,UCUM,"Percent")' in tree
     assert 'NUM:(,,"Certainty of Finding")=' in tree
     assert tree.count('SCOORD:(,,"Center")=(POINT,') == 2
     assert tree.count('SCOORD:(,,"Outline")=(POLYLINE,') == 2
     # R CC is item 1.2.1 of the library, L MLO item 1.2.4: each mark on its own image.
     assert tree.count("<selected from 1.2.1>") == 2 and tree.count("<selected from 1.2.4>") == 2
-    assert '(7771000,SCT,"Left")' in tree and '(24028007,SCT,"Right")' in tree
-    assert '(111591,DCM,"Recall for imaging findings")' in tree
+    # CID 6022 breasts in the Image Library (TID 4020 row 2), CID 6028 follow-up.
+    assert '(80248007,SCT,"Left breast")' in tree and '(73056007,SCT,"Right breast")' in tree
+    assert '(386053000,SCT,"Evaluation procedure")' in tree
     assert 'CODE:(,,"Summary of Detections")=(111222,DCM,"Succeeded")' in tree
     assert 'TEXT:(,,"Algorithm Name")="Toy Mammo"' in tree
 
@@ -90,8 +95,10 @@ def test_breast_density_is_written_per_breast_and_exam(tmp_path: Path) -> None:
     report = _report(density=True)
     path = write_part10(report, tmp_path / "density.dcm")
     tree = dsrdump(path)
-    assert tree.count('CODE:(,,"Breast composition")=(129719003,SCT,"Extremely dense")') == 2
-    assert tree.count('CODE:(,,"Breast composition")=(129718006,SCT,"Heterogeneously dense")') == 1
+    # A TID 4006 finding of its own with TID 4007 (TID 4002 is no place for it): the densest
+    # breast, as BI-RADS reports it; per breast it is in the TID 1500 report.
+    assert 'CODE:(,,"Single Image Finding")=(129715009,SCT,"Breast composition")' in tree
+    assert tree.count('CODE:(,,"Breast composition")=(129719003,SCT,"Extremely dense")') == 1
     assert '(133890006,SCT,"Breast composition analysis")' in tree
     assert dciodvfy_errors(path) == []
     sources, exam = _exam()
@@ -115,7 +122,7 @@ def test_uids_are_deterministic() -> None:
 
 def test_template_errors_are_found_at_load(tmp_path: Path) -> None:
     good = load_template("tid4000_mammography_cad.yaml")
-    assert good.value("laterality", "R").value == "24028007"
+    assert good.value("laterality", "R").value == "73056007"
     with pytest.raises(ValueError, match="one of"):
         good.value("laterality", "B")
     broken = {

@@ -59,7 +59,7 @@ def test_one_circle_and_label_per_finding() -> None:
     )
     assert circle.TrackingUID == finding_tracking(exam, image, 0)[1]  # the SEG segment's
     (label,) = findings.TextObjectSequence
-    assert label.UnformattedTextValue == "Mass 83%"
+    assert label.UnformattedTextValue == "1: Density (one view) 83%"  # as PDF and CAD SR name it
     summary = _layer(state, "AI SUMMARY").TextObjectSequence[0].UnformattedTextValue
     assert "image score 83% (at or above operating point 50%)" in summary
     assert "NOT FOR CLINICAL USE" in summary

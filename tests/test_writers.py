@@ -177,7 +177,9 @@ def test_sr_content_shows_findings_scores_and_regions(files: tuple[Path, ...]) -
     assert '"R CC finding 1"' in tree and '"L MLO finding 1"' in tree
     assert '(24028007,SCT,"Right")' in tree and '(7771000,SCT,"Left")' in tree
     assert '(111591,DCM,"Recall for imaging findings")' in tree
-    assert 'IMAGE:(,,"Referenced Segment")=(SG image,,1)' in tree
+    # TID 1410 planar groups: a region and no "Referenced Segment", which would make each a
+    # malformed TID 1411 volumetric group (PS3.16); the Tracking UID links group and segment.
+    assert '"Referenced Segment"' not in tree
     assert "NOT FOR CLINICAL USE" in dsr2html(files[-1])
 
 

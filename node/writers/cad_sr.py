@@ -6,26 +6,34 @@ PACS (the viewers radiologists read screening on) render CAD marks from this SOP
 tree is data (``tid4000_mammography_cad.yaml``, expanded by :mod:`node.writers.templates`)
 and this module only computes the values:
 
-- the Image Library (TID 4020): every source image with its laterality, view,
-  orientation, dates and imager pixel spacing, which the marks reference by reference;
-- one Individual Impression (TID 4003) per finding, holding one Single Image Finding
-  (TID 4006): the finding type (CID 6014; a mass seen on one view is a "Mammography breast
-  density", a mass proper needs two views, PS3.17 E), Certainty of Finding (the heatmap's
-  peak within the finding), Probability of cancer (the finding's score), the centre POINT
-  and a closed POLYLINE outline on the source image (TID 4021), the algorithm (TID 4019);
-- Rendering Intent: "Presentation Required" when the finding's score is at or above the
-  model's ``operating_point`` (the score at which it suggests recall), else "Presentation
-  Optional", with the operating point as CAD Operating Point (PS3.4 O.2.2.1) so a viewer
-  may choose to show optional marks;
-- the CAD Processing and Findings Summary (TID 4001/4002): exam and breast scores, the
-  recall suggestion, breast composition (ACR BI-RADS a-d, CID 6000) when the model gives it;
-- Summary of Detections / Analyses (TID 4015-4018): what the model attempted, on which images.
+- the Image Library (TID 4020): every source image with its laterality (CID 6022 "Right
+  breast"/"Left breast"), view, orientation, dates and imager pixel spacing, which the marks
+  reference by reference;
+- one Individual Impression (TID 4003) per lesion (:mod:`node.writers.matching`): a lesion
+  seen on one view is a Single Image Finding (TID 4006) from CID 6014 ("Mammography breast
+  density"); one matched on CC and MLO is a Composite Feature (TID 4004, CID 6016
+  "Mammographic breast mass", related spatially, detected on multiple images) inferred from
+  its two single-image findings. A single-image finding holds Certainty of Finding (the
+  heatmap's peak within it), Probability of cancer (its score), the centre POINT and a
+  closed POLYLINE outline on the source image (TID 4021), the algorithm (TID 4019);
+- Rendering Intent: "Presentation Required" when the score is at or above the model's
+  ``operating_point`` (the score at which it suggests recall), else "Presentation Optional"
+  with a CAD Operating Point, an integer bin (PS3.17 E.4, :func:`operating_point_bin`), so a
+  viewer may show optional marks down to the bin its user chooses; the bins are declared
+  once per detection (TID 4023: Maximum and Recommended CAD Operating Point);
+- the CAD Processing and Findings Summary (TID 4001/4002): the recall suggestion as a
+  CID 6028 Recommended Follow-up, with the exam score as its Certainty of impression;
+  breast composition (ACR BI-RADS a-d, CID 6000) when the model gives it, as a TID 4006
+  "Breast composition" finding holding TID 4007 (TID 4002 is not extensible);
+- Summary of Detections / Analyses (TID 4015-4018): what the model attempted, with the
+  images it looked at as by-reference IMAGE properties (TID 4017/4018 row 4).
 
 Not for clinical use: the series description says so, as does the Contributing Equipment.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final, get_args
 
@@ -34,7 +42,8 @@ from highdicom.sr.sop import _SR
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from node.domain import ExamResult, Finding, FindingKind, ImageResult, Laterality
+from node.domain import ExamResult, Finding, FindingKind, ImageResult
+from node.writers.matching import Mark, exam_lesions, finding_concept
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     contributing_equipment,
@@ -48,11 +57,13 @@ __all__ = [
     "CAD_SR_SERIES_NUMBER",
     "DENSITY_CATEGORIES",
     "MAMMOGRAPHY_CAD_SR_STORAGE",
+    "OPERATING_POINT_BINS",
     "TID4000_TEMPLATE",
     "MammographyCADSR",
     "breast_composition",
     "build_mammography_cad_report",
     "densest",
+    "operating_point_bin",
 ]
 
 MAMMOGRAPHY_CAD_SR_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.88.50"  # PS3.4 B.5
@@ -61,6 +72,7 @@ CAD_SR_SERIES_DESCRIPTION: Final = "AI mammography CAD report (not for clinical 
 TID4000_TEMPLATE: Final = "tid4000_mammography_cad.yaml"
 DENSITY_CATEGORIES: Final = ("a", "b", "c", "d")  # ACR BI-RADS Atlas, 5th edition
 OUTLINE_VERTICES: Final = 32  # a closed polygon around the finding's disc
+OPERATING_POINT_BINS: Final = 10  # TID 4023 Maximum CAD Operating Point (PS3.17 E.4)
 
 
 class MammographyCADSR(_SR):
@@ -180,9 +192,22 @@ def _outline(finding: Finding, rows: int, columns: int) -> list[list[float]]:
     return [[round(float(x), 3), round(float(y), 3)] for x, y in closed]
 
 
-def _finding_entries(
-    template: SRTemplate, exam: ExamResult, source: Dataset, image: ImageResult
-) -> list[dict[str, Any]]:
+def operating_point_bin(score: float, operating_point: float) -> int | None:
+    """CAD Operating Point of an optional mark (PS3.17 E.4), None for a required one.
+
+    The bins are score thresholds below the model's operating point, from the least to the
+    most sensitive: bin k shows marks scoring at least ``operating_point * (1 - k / N)``
+    (N = ``OPERATING_POINT_BINS``). A viewer set to bin k presents every mark whose bin is
+    at most k; bin 0, the recommended one, shows the required marks only.
+    """
+    if score >= operating_point:
+        return None
+    fraction = 1.0 - score / operating_point if operating_point > 0 else 1.0
+    return max(1, min(OPERATING_POINT_BINS, math.ceil(fraction * OPERATING_POINT_BINS)))
+
+
+def _finding_entry(template: SRTemplate, exam: ExamResult, mark: Mark) -> dict[str, Any]:
+    source, image, finding = mark.source, mark.image, mark.finding
     prediction = image.prediction
     shape = (int(source.Rows), int(source.Columns))
     if prediction.heatmap.shape != shape:
@@ -190,47 +215,47 @@ def _finding_entries(
             f"heatmap of {image.source.SOPInstanceUID} is {prediction.heatmap.shape}, the image "
             f"is {shape}: SCOORD coordinates are those of the source pixel matrix (PS3.3 C.18.6)"
         )
-    entries = []
-    for index, finding in enumerate(prediction.findings):
-        what = f"finding {index + 1} of {image.source.SOPInstanceUID}"
-        disc = finding_mask(prediction.heatmap, finding, threshold=-np.inf)  # the whole disc
-        certainty = float(np.clip(prediction.heatmap[disc].max(), 0.0, 1.0))
-        intent = "required" if finding.score >= exam.model.operating_point else "optional"
-        entries.append(
-            {
-                "type": template.value("finding_type", finding.kind),
-                "rendering_intent": template.value("rendering_intent", intent),
-                "score": _percent(finding.score, f"score of {what}"),
-                "certainty": _percent(certainty, f"heatmap peak of {what}"),
-                "center": [[finding.column, finding.row]],
-                "outline": _outline(finding, *shape),
-                "image_uid": image.source.SOPInstanceUID,
-            }
-        )
-    return entries
+    what = f"finding {mark.index + 1} of {image.source.SOPInstanceUID}"
+    disc = finding_mask(prediction.heatmap, finding, threshold=-np.inf)  # the whole disc
+    certainty = float(np.clip(prediction.heatmap[disc].max(), 0.0, 1.0))
+    operating_point = exam.model.operating_point
+    return {
+        # The single-view concept (CID 6014), also inside a composite feature.
+        "type": finding_concept(finding.kind, 1),
+        "rendering_intent": _intent(template, finding.score, operating_point),
+        "operating_point": operating_point_bin(finding.score, operating_point),
+        "score": _percent(finding.score, f"score of {what}"),
+        "certainty": _percent(certainty, f"heatmap peak of {what}"),
+        "center": [[finding.column, finding.row]],
+        "outline": _outline(finding, *shape),
+        "image_uid": image.source.SOPInstanceUID,
+    }
+
+
+def _intent(template: SRTemplate, score: float, operating_point: float) -> Code:
+    return template.value(
+        "rendering_intent", "required" if score >= operating_point else "optional"
+    )
 
 
 def _context(template: SRTemplate, sources: Sequence[Dataset], exam: ExamResult) -> dict[str, Any]:
     pairs = pair_sources(sources, exam)
-    findings = [
-        f for source, image in pairs for f in _finding_entries(template, exam, source, image)
+    lesions = exam_lesions(pairs)
+    single_findings = [
+        _finding_entry(template, exam, lesion.marks[0])
+        for lesion in lesions
+        if not lesion.composite
     ]
-    breasts = []
-    lateralities: tuple[Laterality, ...] = ("R", "L")
-    for laterality in lateralities:
-        score = exam.breast_score(laterality)
-        if score is None:
-            continue
-        densities = [
-            i.prediction.density for _, i in pairs if i.source.ImageLaterality == laterality
-        ]
-        breasts.append(
-            {
-                "laterality": template.value("laterality", laterality),
-                "score": _percent(score, f"{laterality} breast score"),
-                "density": breast_composition(template, densest(densities), f"{laterality} breast"),
-            }
-        )
+    composites = [
+        {
+            "type": lesion.concept,
+            "rendering_intent": _intent(template, lesion.score, exam.model.operating_point),
+            "score": _percent(lesion.score, f"score of lesion {lesion.number}"),
+            "findings": [_finding_entry(template, exam, mark) for mark in lesion.marks],
+        }
+        for lesion in lesions
+        if lesion.composite
+    ]
     all_densities = [i.prediction.density for _, i in pairs]
     exam_density = exam.density if exam.density is not None else densest(all_densities)
     image_uids = [image.source.SOPInstanceUID for _, image in pairs]
@@ -241,23 +266,22 @@ def _context(template: SRTemplate, sources: Sequence[Dataset], exam: ExamResult)
     return {
         "images": [_image_entry(template, source, image) for source, image in pairs],
         "image_uids": image_uids,
-        "findings": findings,
-        "breasts": breasts,
+        "single_findings": single_findings,
+        "composites": composites,
         "exam": {
             "score": _percent(exam.score, "exam score"),
             "follow_up": template.value("follow_up", "recall" if exam.recall else "no_recall"),
+            # BI-RADS reports the denser breast; TID 4006 has no laterality row for it.
             "density": breast_composition(template, exam_density, "exam"),
+            "density_intent": template.value("rendering_intent", "required"),
         },
         "summary": template.value(
-            "cad_summary", "with_findings" if findings else "without_findings"
+            "cad_summary", "with_findings" if lesions else "without_findings"
         ),
-        "operating_point": _percent(exam.model.operating_point, "model operating point"),
+        "operating_points": {"maximum": OPERATING_POINT_BINS, "recommended": 0},
         "algorithm": {"name": exam.model.name, "version": exam.model.version},
         # The model looks for every kind on every image (TID 4015: attempted, not found).
-        "detections": [
-            {"type": template.value("finding_type", kind), "image_uids": image_uids}
-            for kind in kinds
-        ],
+        "detections": [{"type": finding_concept(kind, 1)} for kind in kinds],
         "analyses": analyses,
     }
 

@@ -6,8 +6,10 @@ One GSPS per source image (its graphics are in that image's pixel space), one se
 breast (General Series Laterality is Type 2C for a paired organ), deterministic UIDs:
 
 - layer "AI FINDINGS": per finding a CIRCLE (centre and a point on the circle, PIXEL
-  units, PS3.3 C.10.5.1.2) and a short label ("Mass 83%") above it, tracked with the same
-  Tracking ID/UID as the finding's SEG segment and SR group;
+  units, PS3.3 C.10.5.1.2; clipped to the image) and a short label above it: the lesion's
+  number and name as the other outputs give them (node/writers/matching.py) and its score
+  ("1: Density (one view) 83%"), tracked with the same Tracking ID/UID as the finding's SEG
+  segment and SR group;
 - layer "AI SUMMARY": the image's score, the operating-point verdict and "not for clinical
   use", in DISPLAY units at the top left, so it stays readable at any zoom.
 
@@ -25,24 +27,26 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from node.domain import ExamResult, Finding, ImageResult
+from node.writers.locales import load_locale
+from node.writers.matching import Lesion, exam_lesions, lesion_index
 from node.writers.provenance import (
     NOT_FOR_CLINICAL_USE,
     equipment_arguments,
     output_uid,
+    series_number,
 )
 from node.writers.seg import finding_tracking, pair_sources
 
 __all__ = [
-    "FINDING_LABELS",
     "GSPS_SERIES_DESCRIPTION",
     "GSPS_SERIES_NUMBER",
     "build_presentation_states",
     "finding_label",
 ]
 
-GSPS_SERIES_NUMBER: Final = 9105
+GSPS_SERIES_NUMBER: Final = 9105  # right breast; the left breast's series is 9106
 GSPS_SERIES_DESCRIPTION: Final = "AI findings overlay (not for clinical use)"
-FINDING_LABELS: Final = {"mass": "Mass", "calcification": "Calcifications"}
+_ENGLISH: Final = load_locale("en")  # GSPS text has no language of its own: English
 _FINDINGS_LAYER: Final = hd.pr.GraphicLayer(
     layer_name="AI FINDINGS", order=1, description="Findings of the AI model"
 )
@@ -58,19 +62,44 @@ def _percent(score: float, what: str) -> int:
     return round(score * 100.0)
 
 
-def finding_label(finding: Finding, what: str = "finding") -> str:
-    """The short text drawn beside a finding: its kind and score in percent."""
-    return f"{FINDING_LABELS[finding.kind]} {_percent(finding.score, f'score of {what}')}%"
+def finding_label(lesion: Lesion, finding: Finding, what: str = "finding") -> str:
+    """The short text drawn beside a finding: its lesion's number and name, its score."""
+    _percent(finding.score, f"score of {what}")  # checks it is a probability
+    name = _ENGLISH.text(lesion.label_key)
+    return f"{lesion.number}: {name} {_ENGLISH.score(finding.score, decimals=0)}"
+
+
+def _on_image(finding: Finding, rows: int, columns: int) -> bool:
+    return 0 <= finding.column < columns and 0 <= finding.row < rows and finding.radius > 0
+
+
+def _circle(finding: Finding, rows: int, columns: int) -> np.ndarray:
+    """Centre and one point of the circle, both inside the image (PS3.3 C.10.5.1.2: PIXEL
+    graphic data lie in the image). A circle reaching past an edge keeps its centre and is
+    clipped to the largest radius that fits, so the mark is shown, not the job failed."""
+    x, y = finding.column, finding.row
+    fits = max(x, columns - 1 - x, y, rows - 1 - y)
+    radius = min(finding.radius, fits)
+    for point in ((x + radius, y), (x - radius, y), (x, y + radius), (x, y - radius)):
+        if 0 <= point[0] <= columns - 1 and 0 <= point[1] <= rows - 1:
+            return np.array([[x, y], list(point)])
+    return np.array([[x, y], [x, y]])  # unreachable: the largest fitting radius fits
 
 
 def _finding_annotations(
-    exam: ExamResult, image: ImageResult, rows: int, columns: int
+    exam: ExamResult,
+    image: ImageResult,
+    rows: int,
+    columns: int,
+    lesions: dict[tuple[str, int], Lesion],
 ) -> tuple[list[hd.pr.GraphicObject], list[hd.pr.TextObject]]:
     graphics: list[hd.pr.GraphicObject] = []
     texts: list[hd.pr.TextObject] = []
     for index, finding in enumerate(image.prediction.findings):
         identifier, uid = finding_tracking(exam, image, index)
-        if not (0 <= finding.column < columns and 0 <= finding.row < rows) or finding.radius <= 0:
+        if not _on_image(finding, rows, columns):
+            # A centre off the image is no mark at all (a model fault): this output fails
+            # alone, the others are still built (node/writers/outputs.py).
             raise ValueError(
                 f"{identifier} at ({finding.column}, {finding.row}) radius {finding.radius} "
                 "is not a circle on the image: PIXEL graphic data are source pixel "
@@ -79,9 +108,7 @@ def _finding_annotations(
         graphics.append(
             hd.pr.GraphicObject(
                 graphic_type=hd.pr.GraphicTypeValues.CIRCLE,
-                graphic_data=np.array(
-                    [[finding.column, finding.row], [finding.column + finding.radius, finding.row]]
-                ),
+                graphic_data=_circle(finding, rows, columns),
                 units=hd.pr.AnnotationUnitsValues.PIXEL,
                 tracking_id=identifier,
                 tracking_uid=uid,
@@ -89,7 +116,9 @@ def _finding_annotations(
         )
         texts.append(
             hd.pr.TextObject(
-                text_value=finding_label(finding, identifier),
+                text_value=finding_label(
+                    lesions[(image.source.SOPInstanceUID, index)], finding, identifier
+                ),
                 units=hd.pr.AnnotationUnitsValues.PIXEL,
                 anchor_point=(finding.column, max(finding.row - finding.radius, 0.0)),
                 anchor_point_visible=False,
@@ -110,9 +139,15 @@ def _summary_text(exam: ExamResult, image: ImageResult) -> str:
 
 
 def _presentation_state(
-    exam: ExamResult, source: Dataset, image: ImageResult, number: int
+    exam: ExamResult,
+    source: Dataset,
+    image: ImageResult,
+    number: int,
+    lesions: dict[tuple[str, int], Lesion],
 ) -> Dataset:
-    graphics, texts = _finding_annotations(exam, image, int(source.Rows), int(source.Columns))
+    graphics, texts = _finding_annotations(
+        exam, image, int(source.Rows), int(source.Columns), lesions
+    )
     annotations = [
         hd.pr.GraphicAnnotation(
             referenced_images=[source],
@@ -140,7 +175,9 @@ def _presentation_state(
     state = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[source],
         series_instance_uid=output_uid(exam, f"GSPS series {image.source.ImageLaterality}"),
-        series_number=GSPS_SERIES_NUMBER,
+        series_number=series_number(
+            GSPS_SERIES_NUMBER, 0 if image.source.ImageLaterality == "R" else 1
+        ),
         sop_instance_uid=output_uid(exam, "GSPS", image.source.SOPInstanceUID),
         instance_number=number,
         **equipment_arguments(exam.model),
@@ -158,7 +195,9 @@ def _presentation_state(
 
 def build_presentation_states(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:
     """One GSPS per source image of ``exam``, in one deterministic series per breast."""
+    pairs = pair_sources(sources, exam)
+    lesions = lesion_index(exam_lesions(pairs))
     return [
-        _presentation_state(exam, source, image, number)
-        for number, (source, image) in enumerate(pair_sources(sources, exam), start=1)
+        _presentation_state(exam, source, image, number, lesions)
+        for number, (source, image) in enumerate(pairs, start=1)
     ]

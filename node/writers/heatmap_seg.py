@@ -25,6 +25,7 @@ from node.writers.provenance import (
     algorithm_identification,
     equipment_arguments,
     output_uid,
+    series_number,
 )
 from node.writers.seg import fit_for_projection, pair_sources
 
@@ -35,7 +36,7 @@ __all__ = [
     "build_heatmap_segmentations",
 ]
 
-HEATMAP_SEG_SERIES_NUMBER: Final = 9104
+HEATMAP_SEG_SERIES_NUMBER: Final = 9301  # the first; one series per image
 HEATMAP_SEG_SERIES_DESCRIPTION: Final = "AI lesion probability map (not for clinical use)"
 MAX_FRACTIONAL_VALUE: Final = 255  # 8-bit frames; the quantisation step is 1/255
 _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244 Laterality
@@ -84,7 +85,7 @@ def _heatmap_segmentation(
         segment_descriptions=[_segment(exam, image)],
         # One series per image: OHIF shows only the last SEG instance of a series.
         series_instance_uid=output_uid(exam, "heatmap SEG series", image.source.SOPInstanceUID),
-        series_number=HEATMAP_SEG_SERIES_NUMBER,
+        series_number=series_number(HEATMAP_SEG_SERIES_NUMBER, number - 1),
         sop_instance_uid=output_uid(exam, "heatmap SEG", image.source.SOPInstanceUID),
         instance_number=number,
         content_label="HEATMAP",

@@ -4,11 +4,18 @@ Each output kind has one builder; a destination chooses the kinds it receives (c
 the pipeline builds the union once. The outputs carry deterministic UIDs (see
 :func:`node.writers.provenance.output_uid`), so a retried job re-sends the same instances
 and PACS stores them once.
+
+Each kind is built on its own: a kind that cannot be built valid (a ValueError, which every
+writer and highdicom raise for invalid content) is recorded in
+:attr:`BuiltOutputs.failures` and logged, and the other kinds are still built, so one bad
+mark never costs the reader every other result. A kind whose input kind failed (TID 1500
+without its SEG) fails with it. Only when nothing at all could be built is it an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import logging
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -22,7 +29,16 @@ from node.writers.seg import build_segmentations
 from node.writers.sr import build_measurement_report
 from node.writers.summary import build_summary_image
 
-__all__ = ["DEFAULT_OUTPUT_KINDS", "OUTPUT_KINDS", "BuildOptions", "Output", "build_outputs"]
+__all__ = [
+    "DEFAULT_OUTPUT_KINDS",
+    "OUTPUT_KINDS",
+    "BuildOptions",
+    "BuiltOutputs",
+    "Output",
+    "build_outputs",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,14 @@ class BuildOptions:
     """What the site chooses about its outputs (settings), the same for every exam."""
 
     language: str = "en"  # of the human-readable summaries (node/writers/locales)
+
+
+class BuiltOutputs(list[Output]):
+    """The outputs built, in build order, and why each kind that could not be built failed."""
+
+    def __init__(self, outputs: Iterable[Output] = (), failures: dict[str, str] | None = None):
+        super().__init__(outputs)
+        self.failures: dict[str, str] = dict(failures or {})
 
 
 # A builder receives the sources, the exam, the outputs built before it (in OUTPUT_KINDS
@@ -98,6 +122,8 @@ OUTPUT_KINDS: dict[str, Builder] = {
 }
 
 DEFAULT_OUTPUT_KINDS: tuple[str, ...] = ("seg", "tid1500")
+#: Kinds built from another kind's outputs: they cannot be built when that kind failed.
+_NEEDS: dict[str, str] = {"tid1500": "seg"}
 
 
 def build_outputs(
@@ -105,16 +131,33 @@ def build_outputs(
     exam: ExamResult,
     kinds: Collection[str] = DEFAULT_OUTPUT_KINDS,
     options: BuildOptions = BuildOptions(),
-) -> list[Output]:
-    """Build the requested kinds (and what they depend on is built first, in order)."""
+) -> BuiltOutputs:
+    """Build the requested kinds (and what they depend on first, in order), each on its own.
+
+    Raises ValueError for an unknown kind, and when no kind could be built (the reasons of
+    every kind in the message); otherwise a failed kind is in ``failures``.
+    """
     unknown = set(kinds) - set(OUTPUT_KINDS)
     if unknown:
         raise ValueError(f"unknown output kinds {sorted(unknown)}; known: {list(OUTPUT_KINDS)}")
     wanted = set(kinds)
-    if "tid1500" in wanted:
-        wanted.add("seg")  # the SR references the SEG segments
-    built: list[Output] = []
+    wanted |= {_NEEDS[kind] for kind in kinds if kind in _NEEDS}  # the SR evidence lists the SEG
+    built = BuiltOutputs()
     for kind, builder in OUTPUT_KINDS.items():
-        if kind in wanted:
-            built += [Output(kind, dataset) for dataset in builder(sources, exam, built, options)]
+        if kind not in wanted:
+            continue
+        needed = _NEEDS.get(kind)
+        if needed is not None and needed in built.failures:
+            built.failures[kind] = f"not built: {needed} failed"
+            continue
+        try:
+            datasets = builder(sources, exam, built, options)
+        except ValueError as error:
+            built.failures[kind] = str(error)
+            log.warning("output %s of study %s not built: %s", kind, exam.StudyInstanceUID, error)
+            continue
+        built += [Output(kind, dataset) for dataset in datasets]
+    if built.failures and not built:
+        reasons = "; ".join(f"{kind}: {why}" for kind, why in built.failures.items())
+        raise ValueError(f"no output could be built ({reasons})")
     return built

@@ -7,6 +7,7 @@ Identification, so a reader can tell which algorithm produced what.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import highdicom as hd
@@ -27,6 +28,7 @@ __all__ = [
     "contributing_equipment",
     "equipment_arguments",
     "output_uid",
+    "series_number",
     "sr_algorithm_identification",
 ]
 
@@ -63,6 +65,18 @@ def output_uid(exam: ExamResult, kind: str, source_sop_instance_uid: str | None 
     return derive_uid(*parts)
 
 
+def series_number(first: int, index: int) -> int:
+    """Series Number of the ``index``-th (0-based) series of a per-image or per-breast kind.
+
+    Every result series gets its own number, so a viewer's series list tells them apart:
+    per-image kinds count up from their ``first`` (SEG 9201.., heatmap SEG 9301..), which
+    leaves room for 99 images before the next kind's range.
+    """
+    if not 0 <= index < 99:
+        raise ValueError(f"series index {index} outside 0..98: Series Numbers would collide")
+    return first + index
+
+
 def contributing_equipment(model: ModelSpec) -> hd.ContributingEquipment:
     """Contributing Equipment Sequence item for the model version (PS3.3 C.12.1, IHE AIR)."""
     _check_model(model)
@@ -72,6 +86,9 @@ def contributing_equipment(model: ModelSpec) -> hd.ContributingEquipment:
         manufacturer_model_name=model.name,
         software_versions=model.version,
         contribution_description=f"{model.intended_use} ({NOT_FOR_CLINICAL_USE})"[:64],
+        # When the model's contribution was made (PS3.3 C.12.1, Type 3; IHE AIR asks for it):
+        # the object is built right after inference, so its build time, in UTC.
+        contribution_datetime=datetime.now(UTC).replace(microsecond=0),
     )
     item.DeviceUID = model.device_uid  # AIR: one device UID per model version
     return item

@@ -32,7 +32,9 @@ from pydicom.dataset import Dataset
 
 from node.dicom.pixels import presentation_pixels
 from node.domain import ExamResult, Finding, ImageResult, Laterality
+from node.writers.cad_sr import densest
 from node.writers.locales import Locale
+from node.writers.matching import Lesion, exam_lesions, lesion_index
 
 __all__ = [
     "BOLD_FONT_PATH",
@@ -47,6 +49,7 @@ __all__ = [
     "fitted_font",
     "font",
     "hang_views",
+    "location_text",
     "pdf_font",
     "pdf_font_characters",
     "result_text",
@@ -94,6 +97,7 @@ class HungView:
     image: Image.Image  # mode "L", presentation values (brighter = denser)
     findings: tuple[Finding, ...]  # coordinates and radius in ``image`` pixels
     score: float
+    numbers: tuple[int, ...] = ()  # each finding's lesion number (node/writers/matching.py)
 
 
 def _mirrored(ds: Dataset, laterality: str) -> bool:
@@ -105,7 +109,9 @@ def _mirrored(ds: Dataset, laterality: str) -> bool:
     return str(orientation[0])[0] == opposite
 
 
-def _hang(ds: Dataset, image: ImageResult, size: tuple[int, int]) -> HungView:
+def _hang(
+    ds: Dataset, image: ImageResult, size: tuple[int, int], numbers: tuple[int, ...]
+) -> HungView:
     """Shrink one view into ``size`` (rows, columns), keeping its aspect ratio."""
     pixels = presentation_pixels(ds)  # [0, 1], brighter = denser (PS3.3 C.11)
     rows, columns = pixels.shape
@@ -128,7 +134,9 @@ def _hang(ds: Dataset, image: ImageResult, size: tuple[int, int]) -> HungView:
         )
         for f in image.prediction.findings
     )
-    return HungView(laterality, image.source.ViewPosition, small, findings, image.prediction.score)
+    return HungView(
+        laterality, image.source.ViewPosition, small, findings, image.prediction.score, numbers
+    )
 
 
 def hang_views(
@@ -137,8 +145,10 @@ def hang_views(
     """The screening view of each slot, shrunk to ``tile`` (rows, columns).
 
     Where a slot has several images (a repeated view), the most suspicious one is hung;
-    views outside the four screening slots count in the scores but are not hung.
+    views outside the four screening slots count in the scores but are not hung. Findings
+    are numbered by lesion, so one lesion has one number on CC, MLO and in the PDF table.
     """
+    lesions = lesion_index(exam_lesions(pairs))
     chosen: dict[tuple[str, str], tuple[Dataset, ImageResult]] = {}
     for ds, image in pairs:
         slot = (image.source.ImageLaterality, image.source.ViewPosition)
@@ -146,7 +156,18 @@ def hang_views(
             continue
         if slot not in chosen or image.prediction.score > chosen[slot][1].prediction.score:
             chosen[slot] = (ds, image)
-    return {slot: _hang(ds, image, tile) for slot, (ds, image) in chosen.items()}
+    return {
+        slot: _hang(
+            ds,
+            image,
+            tile,
+            tuple(
+                lesions[(image.source.SOPInstanceUID, index)].number
+                for index in range(len(image.prediction.findings))
+            ),
+        )
+        for slot, (ds, image) in chosen.items()
+    }
 
 
 Box = tuple[float, float, float, float]
@@ -207,18 +228,19 @@ def _draw_view(
         corner, anchor = (origin[0] + 6, origin[1] + 6), "la"
     else:
         corner, anchor = (origin[0] + columns - 6, origin[1] + 6), "ra"
-    view_label = f"{hung.laterality} {hung.view}  {locale.percent(hung.score)}"
+    view_label = f"{hung.laterality} {hung.view}  {locale.score(hung.score)}"
     _label(draw, corner, view_label, title, anchor, taken, inside)
 
     line = max(2, columns // 180)
     small = font(max(11, round(text_scale * columns / 26)), bold=True)
-    numbered = sorted(enumerate(hung.findings, start=1), key=lambda item: -item[1].score)
+    numbers = hung.numbers or tuple(range(1, len(hung.findings) + 1))
+    numbered = sorted(zip(numbers, hung.findings, strict=True), key=lambda item: -item[1].score)
     for _, finding in numbered:
         x, y, r = left + finding.column, top + finding.row, max(finding.radius, 6.0)
         draw.ellipse((x - r, y - r, x + r, y + r), outline=OUTLINE, width=line)
     for number, finding in numbered:  # most suspicious first: they get the labels
         x, y, r = left + finding.column, top + finding.row, max(finding.radius, 6.0)
-        text = f"{number}: {locale.percent(finding.score)}"
+        text = f"{number}: {locale.score(finding.score)}"
         if not _label(draw, (x, y - r - line), text, small, "md", taken, inside):
             _label(draw, (x, y + r + line), text, small, "ma", taken, inside)
 
@@ -277,6 +299,9 @@ class ResultText:
     exam_score: str  # "Exam score 83.0%"
     suggestion: str  # "Recall suggested at the operating point 50.0%"
     breasts: tuple[tuple[str, str], ...]  # (label, value), right then left
+    category: str  # "Suggested category (BI-RADS-style): 0 — incomplete: recall ..."
+    category_derivation: str  # how the category follows from the score and operating point
+    density: str  # "Breast density (ACR BI-RADS): c — heterogeneously dense"
 
 
 def result_text(exam: ExamResult, locale: Locale) -> ResultText:
@@ -285,15 +310,42 @@ def result_text(exam: ExamResult, locale: Locale) -> ResultText:
     sides: tuple[tuple[Laterality, str], ...] = (("R", "right_breast"), ("L", "left_breast"))
     for laterality, key in sides:
         score = exam.breast_score(laterality)
-        value = locale.text("not_imaged") if score is None else locale.percent(score)
+        value = locale.text("not_imaged") if score is None else locale.score(score)
         breasts.append((locale.text(key), value))
     operating_point = locale.percent(exam.model.operating_point)
     sentence = "recall_sentence" if exam.recall else "no_recall_sentence"
+    # A screening result has two categories to suggest: 0 (recall for assessment) at or above
+    # the operating point, 1 (negative) below it; 2-6 need a reader's work-up.
+    category = locale.text("category_0" if exam.recall else "category_1")
+    density = exam.density or densest([i.prediction.density for i in exam.images])
+    density_value = locale.text(f"density_{density}" if density else "density_unknown")
     return ResultText(
-        exam_score=f"{locale.text('exam_score')}: {locale.percent(exam.score)}",
+        exam_score=f"{locale.text('exam_score')}: {locale.score(exam.score)}",
         suggestion=locale.text(sentence, operating_point=operating_point),
         breasts=tuple(breasts),
+        category=f"{locale.text('assessment')}: {category}",
+        category_derivation=locale.text("assessment_derivation", operating_point=operating_point),
+        density=f"{locale.text('density')}: {density_value}",
     )
+
+
+def location_text(lesion: Lesion, locale: Locale) -> str:
+    """Where the lesion is, in the reader's words (node/writers/location.py derives it)."""
+    placement = lesion.placement
+    parts = []
+    if lesion.clock_hour is not None and lesion.quadrant is not None:
+        parts.append(locale.text("clock_hour", hour=lesion.clock_hour))
+        parts.append(locale.text("quadrant_" + lesion.quadrant.replace(" ", "_")))
+    else:  # one view: one axis only
+        if placement.superior is not None:
+            parts.append(locale.text("half_upper" if placement.superior >= 0 else "half_lower"))
+        if placement.lateral is not None:
+            parts.append(locale.text("half_outer" if placement.lateral >= 0 else "half_inner"))
+    parts.append(locale.text(f"depth_{placement.depth}"))
+    if placement.distance_from_nipple_mm is not None:
+        distance = f"{placement.distance_from_nipple_mm:.0f}"
+        parts.append(locale.text("from_nipple", distance=distance))
+    return ", ".join(parts)
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from pydicom.valuerep import PersonName
 
 from node.domain import ExamResult, ImageResult
 from node.writers.locales import DEFAULT_LANGUAGE, Locale, load_locale
+from node.writers.matching import exam_lesions
 from node.writers.provenance import (
     NODE_DEVICE_SERIAL_NUMBER,
     NODE_MANUFACTURER,
@@ -44,6 +45,7 @@ from node.writers.provenance import (
 from node.writers.render import (
     draw_mosaic,
     hang_views,
+    location_text,
     pdf_font,
     pdf_font_characters,
     result_text,
@@ -55,7 +57,7 @@ __all__ = ["PDF_SERIES_DESCRIPTION", "PDF_SERIES_NUMBER", "build_report_pdf", "r
 
 PDF_SERIES_NUMBER: Final = 9111
 PDF_SERIES_DESCRIPTION: Final = "AI report PDF (not for clinical use)"
-MAX_FINDING_ROWS: Final = 10  # the most suspicious ones; the rest are counted
+MAX_FINDING_ROWS: Final = 6  # the most suspicious lesions; the rest are counted
 
 _PAGE: Final = (8.27, 11.69)  # A4 portrait, inches
 _THUMBNAIL_TILE: Final = (384, 312)
@@ -158,40 +160,40 @@ def _spacing_mm(ds: Dataset) -> float | None:
 def _findings_table(
     pairs: Sequence[tuple[Dataset, ImageResult]], locale: Locale
 ) -> tuple[list[str], list[list[str]], int]:
-    """Header, the rows of the most suspicious findings, and how many were left out."""
+    """Header, one row per lesion (most suspicious first), and how many were left out.
+
+    A lesion matched on CC and MLO is one row, named and numbered as on the marked views
+    and in the SRs (node/writers/matching.py), placed by clock face, quadrant, depth and
+    distance from the nipple rather than by pixel position.
+    """
     in_mm = all(_spacing_mm(ds) is not None for ds, _ in pairs)
-    rows: list[tuple[float, list[str]]] = []
-    for ds, image in pairs:
-        view = f"{image.source.ImageLaterality} {image.source.ViewPosition}".strip()
-        spacing = _spacing_mm(ds) or 1.0
-        for number, f in enumerate(image.prediction.findings, start=1):
-            diameter = 2 * f.radius * (spacing if in_mm else 1.0)
-            rows.append(
-                (
-                    f.score,
-                    [
-                        view,
-                        str(number),
-                        locale.text(f"kind_{f.kind}"),
-                        locale.percent(f.score),
-                        f"{f.column:.0f}, {f.row:.0f}",
-                        locale.number(diameter),
-                    ],
-                )
-            )
-    rows.sort(key=lambda row: -row[0])
+    rows: list[list[str]] = []
+    for lesion in exam_lesions(pairs):
+        largest = max(lesion.marks, key=lambda m: m.finding.radius)
+        spacing = _spacing_mm(largest.source) or 1.0
+        diameter = 2 * largest.finding.radius * (spacing if in_mm else 1.0)
+        rows.append(
+            [
+                str(lesion.number),
+                lesion.views,
+                locale.text(lesion.label_key),
+                locale.score(lesion.score),
+                location_text(lesion, locale),
+                locale.number(diameter),
+            ]
+        )
     header = [
         locale.text(key)
         for key in (
-            "column_view",
             "column_number",
+            "column_view",
             "column_kind",
             "column_score",
-            "column_position",
+            "column_location",
             "column_diameter_mm" if in_mm else "column_diameter_px",
         )
     ]
-    shown = [cells for _, cells in rows[:MAX_FINDING_ROWS]]
+    shown = rows[:MAX_FINDING_ROWS]
     return header, shown, len(rows) - len(shown)
 
 
@@ -219,26 +221,42 @@ def _draw_header(page: _Page, exam: ExamResult, source: Dataset, locale: Locale)
     y = 1.75 + 0.22 * suggestion.count("\n")
     page.fields(4.4, y, [("", locale.text("breast_scores") + ":")], width=60)
     page.fields(4.6, y + 0.22, text.breasts, width=50)
+    category = textwrap.wrap(text.category, 54)
+    page.text(4.4, y + 0.66, "\n".join(category), size=8, bold=True)
+    page.text(
+        4.4, y + 0.72 + 0.14 * len(category), "\n".join(textwrap.wrap(text.density, 56)), size=8
+    )
 
 
 def _draw_findings(
-    page: _Page, pairs: Sequence[tuple[Dataset, ImageResult]], locale: Locale
+    page: _Page, pairs: Sequence[tuple[Dataset, ImageResult]], exam: ExamResult, locale: Locale
 ) -> None:
-    y = 3.05
+    y = 3.5
     page.text(0.6, y, locale.text("findings"), size=11, bold=True)
     header, rows, left_out = _findings_table(pairs, locale)
-    columns = (0.6, 1.5, 1.9, 3.3, 4.15, 5.95)
+    columns = (0.6, 0.9, 1.75, 3.35, 3.95, 7.0)
     y += 0.3
     for x, cell in zip(columns, header, strict=True):
-        page.text(x, y, cell, size=8.5, bold=True)
+        page.text(x, y, "\n".join(textwrap.wrap(cell, 18 if x >= 7.0 else 60)), size=8, bold=True)
+    y += 0.1
     for cells in rows:
-        y += 0.19
+        y += 0.18
+        location = textwrap.wrap(cells[4], 48)
         for x, cell in zip(columns, cells, strict=True):
-            page.text(x, y, cell, size=8.5)
+            page.text(x, y, "\n".join(location) if x == columns[4] else cell, size=8)
+        y += 0.15 * (len(location) - 1)
     if not rows:
         page.text(0.6, y + 0.19, locale.text("no_findings"), size=8.5)
+        y += 0.19
     if left_out:
         page.text(0.6, y + 0.19, locale.text("more_findings", count=left_out), size=8.5)
+        y += 0.19
+    notes = [locale.text("location_note")] if rows else []
+    notes.append(result_text(exam, locale).category_derivation)
+    for note in notes:
+        wrapped = textwrap.wrap(note, 120)
+        page.text(0.6, y + 0.25, "\n".join(wrapped), size=7, color="#444444")
+        y += 0.25 + 0.12 * (len(wrapped) - 1)
 
 
 def _draw_views_and_model(
@@ -282,7 +300,7 @@ def render_report(sources: Sequence[Dataset], exam: ExamResult, locale: Locale) 
     pairs = pair_sources(sources, exam)
     page = _Page(Figure(figsize=_PAGE))
     _draw_header(page, exam, pairs[0][0], locale)
-    _draw_findings(page, pairs, locale)
+    _draw_findings(page, pairs, exam, locale)
     _draw_views_and_model(page, pairs, exam, locale)
     page.text(0.6, 10.65, "\n".join(textwrap.wrap(locale.text("disclaimer"), 110)), size=8)
     warning = locale.text("not_for_clinical_use")

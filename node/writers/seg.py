@@ -30,6 +30,7 @@ from node.writers.provenance import (
     algorithm_identification,
     equipment_arguments,
     output_uid,
+    series_number,
 )
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "pair_sources",
 ]
 
-SEG_SERIES_NUMBER: Final = 9101
+SEG_SERIES_NUMBER: Final = 9201  # the first; one series per image (series_number)
 SEG_SERIES_DESCRIPTION: Final = "AI lesion masks (not for clinical use)"
 
 # CID 6014 Mammography Single Image Finding (SNOMED CT) for the kinds the model reports.
@@ -182,7 +183,7 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
         # One series per source image: OHIF shows only the last SEG instance of a series,
         # so a shared series would hide the masks of all but one view.
         series_instance_uid=output_uid(exam, "SEG series", image.source.SOPInstanceUID),
-        series_number=SEG_SERIES_NUMBER,
+        series_number=series_number(SEG_SERIES_NUMBER, number - 1),
         sop_instance_uid=output_uid(exam, "SEG", image.source.SOPInstanceUID),
         instance_number=number,
         content_label="LESIONS",
@@ -199,6 +200,12 @@ def fit_for_projection(seg: Dataset, source: Dataset) -> Dataset:
     highdicom omits Patient Orientation on projection images, a Type 2C error
     (PS3.3 C.7.6.1.1.1), and OHIF loads a SEG over a projection image only with a Plane
     Orientation functional group (PS3.3 C.7.6.16.2.4).
+
+    The orientation is not a measurement: a projection image has no patient coordinate
+    system, and (1, 0, 0, 0, 1, 0) only says "rows and columns as in the source". It is kept
+    because without it OHIF 3.13 refuses the SEG (measured, DESIGN.md "The OHIF
+    viewer and mammography"); the Segmentation IOD has no Frame of Reference here, so no
+    reader can take it for a position in the patient, and dciodvfy accepts it.
     """
     seg.PatientOrientation = source.get("PatientOrientation", "")
     plane = Dataset()

@@ -4,9 +4,9 @@ Comprehensive SR (not Comprehensive 3D): every coordinate is a 2-D SCOORD on a p
 image, so nothing needs SCOORD3D, and OHIF reads both. Content (PS3.16 TID 1500):
 
 - one TID 1410 planar ROI group per finding: a CIRCLE SCOORD on the source image, the finding
-  type, the breast as finding site, "Probability of cancer" and the finding's tracking
-  identifiers (the same as its SEG segment's), plus an IMAGE item naming the SEG segment by
-  segment number only (DESIGN.md trap: frame and segment number together fail dciodvfy);
+  type (the lesion's concept from :mod:`node.writers.matching`: one view or CC + MLO), the
+  breast as finding site, "Probability of cancer" and the finding's tracking identifiers
+  (the same as its SEG segment's, which is how a reader gets from the region to the mask);
 - one TID 1501 group per breast and one for the exam, with "Probability of cancer", the
   operating point, and the recall suggestion as "Recommended Follow-up";
 - a TEXT comment saying the report is not for clinical use.
@@ -26,8 +26,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from node.domain import ExamResult, ImageResult, Laterality
+from node.domain import ExamResult, Laterality
 from node.writers.cad_sr import TID4000_TEMPLATE, breast_composition, densest
+from node.writers.matching import Lesion, exam_lesions
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     NOT_FOR_CLINICAL_USE,
@@ -35,7 +36,7 @@ from node.writers.provenance import (
     output_uid,
     sr_algorithm_identification,
 )
-from node.writers.seg import FINDING_TYPES, finding_tracking, pair_sources
+from node.writers.seg import finding_tracking, pair_sources
 from node.writers.templates import load_template
 
 __all__ = [
@@ -57,6 +58,7 @@ RECALL: Final = codes.DCM.RecallForImagingFindings  # (111591, DCM), CID 6051
 NO_RECALL: Final = codes.DCM.NormalIntervalFollowUp  # (111140, DCM), CID 6028
 _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244
 BREAST_COMPOSITION: Final = codes.SCT.BreastComposition  # (129715009, SCT), values CID 6000
+IMAGING_PROCEDURE: Final = Code("363679005", "SCT", "Imaging procedure")  # CID 100
 _BREAST_NAME: Final = {"R": "Right breast", "L": "Left breast"}
 
 
@@ -71,43 +73,41 @@ def _probability(score: float, what: str) -> hd.sr.Measurement:
 
 
 def _finding_groups(
-    exam: ExamResult, source: Dataset, image: ImageResult, segmentation: Dataset
+    exam: ExamResult, lesion: Lesion
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
+    """One TID 1410 planar ROI group per view of the lesion: the region on its source image.
+
+    No "Referenced Segment" (121191) beside the region: with it a group is read as a
+    TID 1411 volumetric group, which then lacks its segmentation source rows (121232,
+    121233) and must not carry an Image Region; viewers (OHIF) hydrate TID 1410 groups.
+    The SEG segment shares the group's Tracking UID, which links the two.
+    """
     groups = []
-    site = hd.sr.FindingSite(codes.SCT.Breast, laterality=_LATERALITY[image.source.ImageLaterality])
-    for index, finding in enumerate(image.prediction.findings):
-        identifier, uid = finding_tracking(exam, image, index)
+    for mark in lesion.marks:
+        image, finding = mark.image, mark.finding
+        site = hd.sr.FindingSite(
+            codes.SCT.Breast, laterality=_LATERALITY[image.source.ImageLaterality]
+        )
+        identifier, uid = finding_tracking(exam, image, mark.index)
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.CIRCLE,  # centre, then a point on the circle
             graphic_data=np.array(
                 [[finding.column, finding.row], [finding.column + finding.radius, finding.row]]
             ),
-            source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+            source_image=hd.sr.SourceImageForRegion.from_source_image(mark.source),
         )
-        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
-            referenced_region=region,
-            finding_type=FINDING_TYPES[finding.kind],
-            finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            algorithm_id=sr_algorithm_identification(exam.model),
-            finding_sites=[site],
-            measurements=[_probability(finding.score, f"score of {identifier}")],
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
+                referenced_region=region,
+                finding_type=lesion.concept,  # the vocabulary of node/writers/matching.py
+                finding_category=codes.SCT.MorphologicallyAbnormalStructure,
+                algorithm_id=sr_algorithm_identification(exam.model),
+                finding_sites=[site],
+                measurements=[_probability(finding.score, f"score of {identifier}")],
+            )
         )
-        group[0].ContentSequence.append(_segment_reference(segmentation, index + 1))
-        groups.append(group)
     return groups
-
-
-def _segment_reference(segmentation: Dataset, segment_number: int) -> hd.sr.ImageContentItem:
-    """IMAGE item naming one SEG segment without a frame number (DESIGN.md known trap)."""
-    item = hd.sr.ImageContentItem(
-        name=codes.DCM.ReferencedSegment,  # (121191, DCM)
-        referenced_sop_class_uid=segmentation.SOPClassUID,
-        referenced_sop_instance_uid=segmentation.SOPInstanceUID,
-        referenced_segment_numbers=segment_number,
-        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-    )
-    return item
 
 
 def _score_group(
@@ -191,11 +191,19 @@ def build_measurement_report(
         hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
         | hd.sr.MeasurementsAndQualitativeEvaluations
     ] = []
-    for source, image in pairs:
-        seg = seg_by_source.get(image.source.SOPInstanceUID)
-        if seg is None:
+    for _, image in pairs:
+        if image.source.SOPInstanceUID not in seg_by_source:
             raise ValueError(f"no SEG references source {image.source.SOPInstanceUID}")
-        groups.extend(_finding_groups(exam, source, image, seg))
+    # Lesion by lesion (numbered as every writer numbers them), the views of one lesion
+    # together; then the groups in image order, as readers and tests expect them.
+    lesion_groups = [
+        (m, g)
+        for lesion in exam_lesions(pairs)
+        for m, g in zip(lesion.marks, _finding_groups(exam, lesion), strict=True)
+    ]
+    order = {id(image): i for i, (_, image) in enumerate(pairs)}
+    lesion_groups.sort(key=lambda mg: (order[id(mg[0].image)], mg[0].index))
+    groups.extend(g for _, g in lesion_groups)
     lateralities: tuple[Laterality, ...] = ("R", "L")
     for laterality in lateralities:
         score = exam.breast_score(laterality)
@@ -229,7 +237,9 @@ def build_measurement_report(
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=Code("71651007", "SCT", "Mammography"),  # CID 100-style procedure
+        # TID 1500 row 4 takes CID 100 Quantitative Diagnostic Imaging Procedures, which has
+        # no mammography entry; its generic member is "Imaging procedure".
+        procedure_reported=IMAGING_PROCEDURE,
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,  # what OHIF looks for (DESIGN.md)
         referenced_images=[s for s, _ in pairs if _library_ready(s)],

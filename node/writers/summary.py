@@ -88,7 +88,9 @@ def render_summary(sources: Sequence[Dataset], exam: ExamResult, locale: Locale)
         fill=_RED if exam.recall else _GREEN,
     )
     breasts = "    ".join(f"{label}: {value}" for label, value in text.breasts)
-    draw.text((_MARGIN, 98), breasts, font=fitted_font(breasts, inner, 17), fill=_WHITE)
+    draw.text((_MARGIN, 94), breasts, font=fitted_font(breasts, inner, 17), fill=_WHITE)
+    assessment = f"{text.category} · {text.density}"
+    draw.text((_MARGIN, 115), assessment, font=fitted_font(assessment, inner, 13), fill=_WHITE)
 
     top = _HEADER + mosaic.height
     model = exam.model
@@ -131,9 +133,10 @@ def build_summary_image(
     # PS3.3 C.7.6.1.1.1: a mosaic of differently oriented views has no single Patient
     # Orientation; the attribute is Type 2C, so it is present and empty.
     image.add_new("PatientOrientation", "CS", None)
-    # PS3.3 C.7.3.1: Laterality is Type 2C for a paired organ; both breasts are shown and
-    # the only enumerated values are R and L, so it is present and empty.
-    image.add_new("Laterality", "CS", None)
+    # The mosaic shows both breasts: Image Laterality B ("both left and right", PS3.3
+    # C.7.6.1, General Image Module). Series Laterality (C.7.3.1) is required only when Image
+    # Laterality is not sent, and has no value for both (R or L only), so it is left out.
+    image.ImageLaterality = "B"
     # PS3.3 C.7.6.1 General Image: what the image was made from, and how.
     image.BurnedInAnnotation = "NO"
     image.DerivationDescription = (

@@ -43,6 +43,15 @@ class Locale:
     def percent(self, probability: float) -> str:
         return f"{self.number(100.0 * probability)}%"
 
+    def score(self, probability: float, decimals: int = 1) -> str:
+        """A model score as a reader should see it: "> 99%" and "< 1%" at the ends, where
+        more digits would claim a certainty the model does not have ("100.0%")."""
+        if probability > 0.99:
+            return "> 99%"
+        if probability < 0.01:
+            return "< 1%"
+        return f"{self.number(100.0 * probability, decimals)}%"
+
 
 def _read(language: str) -> dict[str, str]:
     text = resources.files(__name__).joinpath(f"{language}.yaml").read_text(encoding="utf-8")
