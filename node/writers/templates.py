@@ -164,28 +164,12 @@ class SRTemplate:
         unknown = set(node) - _NODE_KEYS
         if unknown:
             raise TemplateError(f"{where}: unknown keys {sorted(unknown)}")
-        if "for_each" in node and not _FOR_EACH.match(str(node["for_each"])):
-            raise TemplateError(f"{where}: for_each is 'NAME in $path', got {node['for_each']!r}")
-        if "for_each" in node:
-            self._check_path(_FOR_EACH.match(node["for_each"]).group(2), where)  # type: ignore[union-attr]
-        if "when" in node:
-            self._check_path(node["when"], where)
-        relationship = node.get("relationship")
-        if root:
-            if relationship is not None or node.get("value_type") != "CONTAINER":
-                raise TemplateError(f"{where}: the root is a CONTAINER without relationship")
-        elif relationship not in _RELATIONSHIPS and not in_include:
-            raise TemplateError(
-                f"{where}: relationship {relationship!r} is not one of {sorted(_RELATIONSHIPS)}"
-            )
-        elif relationship is not None and relationship not in _RELATIONSHIPS:
-            raise TemplateError(f"{where}: relationship {relationship!r} is unknown")
+        self._check_control(node, where)
+        self._check_relationship(node.get("relationship"), where, root=root, in_include=in_include)
+        if root and node.get("value_type") != "CONTAINER":
+            raise TemplateError(f"{where}: the root is a CONTAINER without relationship")
         if "include" in node:
-            if node["include"] not in self.includes:
-                raise TemplateError(f"{where}: include {node['include']!r} is not in includes")
-            extra = set(node) - {"include", "relationship", "when", "for_each"}
-            if extra:
-                raise TemplateError(f"{where}: an include row takes no {sorted(extra)}")
+            self._check_include(node, where)
             return
         value_type = node.get("value_type")
         if value_type not in _VALUE_TYPES:
@@ -203,6 +187,47 @@ class SRTemplate:
                 raise TemplateError(f"{where}: a REFERENCE row has a target and nothing else")
             _check_format(str(node["target"]), where)
             return
+        self._check_content(node, value_type, where)
+        for index, child in enumerate(node.get("children") or []):
+            self._check(
+                child, f"{where.removeprefix(self.source + ' ')}.children[{index}]", root=False
+            )
+
+    def _check_control(self, node: dict[str, Any], where: str) -> None:
+        """``for_each`` and ``when``: the template's loops and conditions."""
+        if "for_each" in node:
+            match = _FOR_EACH.match(str(node["for_each"]))
+            if match is None:
+                raise TemplateError(
+                    f"{where}: for_each is 'NAME in $path', got {node['for_each']!r}"
+                )
+            self._check_path(match.group(2), where)
+        if "when" in node:
+            self._check_path(node["when"], where)
+
+    @staticmethod
+    def _check_relationship(
+        relationship: object, where: str, *, root: bool, in_include: bool
+    ) -> None:
+        if root:
+            if relationship is not None:
+                raise TemplateError(f"{where}: the root is a CONTAINER without relationship")
+        elif relationship not in _RELATIONSHIPS and not in_include:
+            raise TemplateError(
+                f"{where}: relationship {relationship!r} is not one of {sorted(_RELATIONSHIPS)}"
+            )
+        elif relationship is not None and relationship not in _RELATIONSHIPS:
+            raise TemplateError(f"{where}: relationship {relationship!r} is unknown")
+
+    def _check_include(self, node: dict[str, Any], where: str) -> None:
+        if node["include"] not in self.includes:
+            raise TemplateError(f"{where}: include {node['include']!r} is not in includes")
+        extra = set(node) - {"include", "relationship", "when", "for_each"}
+        if extra:
+            raise TemplateError(f"{where}: an include row takes no {sorted(extra)}")
+
+    def _check_content(self, node: dict[str, Any], value_type: str, where: str) -> None:
+        """Concept, value, unit and graphic type of a content row (PS3.3 C.17.3)."""
         concept = node.get("concept")
         if concept is None and value_type != "IMAGE":
             raise TemplateError(f"{where}: a {value_type} row needs a concept (PS3.3 C.17.3.2.2)")
@@ -226,10 +251,6 @@ class SRTemplate:
             raise TemplateError(f"{where}: graphic_type must be one of {sorted(_GRAPHIC_TYPES)}")
         if "label" in node:
             _check_format(str(node["label"]), where)
-        for index, child in enumerate(node.get("children") or []):
-            self._check(
-                child, f"{where.removeprefix(self.source + ' ')}.children[{index}]", root=False
-            )
 
     @staticmethod
     def _check_path(value: object, where: str) -> None:
