@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools poppler-utils
-# Only the tests need these: a PostgreSQL server for the job store's PostgreSQL tests.
-TEST_APT_PACKAGES := postgresql
+# Only the tests need these: a PostgreSQL server for the job store's PostgreSQL tests, and
+# promtool (Debian prometheus) and Orthanc on PostgreSQL for the Helm chart (tests/test_helm.py).
+TEST_APT_PACKAGES := postgresql prometheus orthanc-postgresql
 LINTED := node orthanc tests bench
 
 .PHONY: setup system-packages run test test-fast lint typecheck check clean
