@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools poppler-utils
 # Only the tests need these: a PostgreSQL server for the job store's PostgreSQL tests, and
-# PixelMed's DicomSRValidator (Java) for the SR template checks (tests/validators.py).
-TEST_APT_PACKAGES := postgresql libpixelmed-java default-jre-headless
-LINTED := node orthanc tests bench
+# PixelMed's DicomSRValidator (Java) for the SR template checks (tests/validators.py);
+# promtool (Debian prometheus) and Orthanc on PostgreSQL for the Helm chart (tests/test_helm.py).
+TEST_APT_PACKAGES := postgresql libpixelmed-java default-jre-headless prometheus orthanc-postgresql
+# The daemonless image build (scripts/build-image.sh, make image / image-test).
+IMAGE_APT_PACKAGES := debootstrap umoci
+LINTED := node orthanc tests bench image
 
-.PHONY: setup system-packages run test test-fast lint typecheck check clean
+.PHONY: setup system-packages run test test-fast lint typecheck check clean image image-test
 
 setup: system-packages $(STAMP)
 
@@ -35,7 +38,20 @@ test: setup viewer-test-deps
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -ra -m "not image"
+
+# The container image without a daemon: debootstrap + chroot + umoci -> var/image/oci (OCI
+# layout). Cached: the base layer is rebuilt only when image/apt-packages.txt, image/install.sh
+# or the resolved wheels change. Not in `make test`: a first build downloads Debian and the venv.
+image: setup
+	@scripts/install-system-packages.sh $(IMAGE_APT_PACKAGES)
+	PYTHON=$(BIN)/python scripts/build-image.sh
+
+# Builds the image (cached) and runs the node from its read-only root filesystem (the demo exam).
+image-test: setup
+	@scripts/install-system-packages.sh $(IMAGE_APT_PACKAGES)
+	$(BIN)/python -m pytest -q -ra -s -m image
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow"
