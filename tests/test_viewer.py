@@ -95,6 +95,12 @@ SEGMENTS_ON_VIEWPORTS_JS = """() => {
   }
   return shown;
 }"""
+SEG_OVERLAYS_JS = """() => {
+  const s = window.services;
+  return [...s.viewportGridService.getState().viewports.keys()]
+    .map(id => s.segmentationService.getSegmentationRepresentations(id).length)
+    .reduce((a, b) => a + b, 0);
+}"""
 # Measurements OHIF placed (its measurement service) and annotation shapes drawn (SVG).
 MEASUREMENTS_PLACED_JS = "() => window.services.measurementService.getMeasurements().length"
 SHAPES_DRAWN_JS = """() => document.querySelectorAll(
@@ -291,7 +297,8 @@ def test_stock_ohif_shows_the_nodes_objects_as_stored(
             lambda: _colour_fraction(pane) > 0.0005,
             timeout=LOAD_TIMEOUT,
         )
-        figures["seg_overlays_on_screen"] = len(segments)
+        figures["seg_overlays_on_screen"] = page.evaluate(SEG_OVERLAYS_JS)
+        figures["seg_segments_on_screen"] = segments
         assert ohif.errors == [], ohif.errors
         assert ohif.error_boundaries() == [], ohif.error_boundaries()
 
@@ -343,6 +350,7 @@ def test_mammography_reading_view(
             return viewports if ready else None
 
         viewports = wait_for("the 2x2 hanging with the AI marks", hung, timeout=LOAD_TIMEOUT)
+        (ARTIFACTS / "mammo-reading.json").write_text(json.dumps(viewports, indent=1) + "\n")
         for viewport in viewports:
             labels = [label for overlay in viewport["overlays"] for label in overlay]
             assert any("finding" in label for label in labels), viewport

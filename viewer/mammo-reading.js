@@ -12,12 +12,14 @@
  *   to back"). Views are read from Image Laterality / Laterality and View Position / View
  *   Code Sequence, so studies that hold SR and SEG beside the images hang too (OHIF's own
  *   @ohif/hpMammo crashes on those: it reads images[0] of display sets that have none).
- * - AI marks on by default: over each image, the node's lesion masks (BINARY SEG) and where
- *   the model looked (the heatmap in probability bands, BINARY SEG, colour legend in the
- *   corner). Each SEG is put over the image whose SOP Instance UID it references (OHIF's
- *   default binds a SEG to the first image of the referenced series). Hotkey A toggles them.
- * - The exam score, the recall suggestion and each breast's score (from the node's TID 1500
- *   report) in the top-right corner of each view.
+ * - AI marks on by default: over each image, where the model looked (the heatmap in
+ *   probability bands, a BINARY SEG; its colour scale bottom left) and the lesion masks (a
+ *   BINARY SEG, drawn as red outlines). Each SEG is put over the image whose SOP Instance
+ *   UID it references (OHIF binds a SEG to the first image of the referenced series, and an
+ *   MG series has one display set per image). Hotkey A hides and shows them.
+ * - The exam score and the recall suggestion (top right of the first view) and each breast's
+ *   score (top right of its views), read from the node's TID 1500 report as any SR reader
+ *   would: the "Exam", "Right breast" and "Left breast" measurement groups.
  * - Hotkeys: A AI marks on/off, N / P next / previous study of the study list, plus OHIF's
  *   own: I invert, Z zoom tool, + / - / = zoom in / out / fit, Space reset, arrows move
  *   between views.
@@ -32,8 +34,7 @@ const NODE_MANUFACTURER = 'mammo-node';
 const MEASUREMENT_REPORT = '126000'; // DCM "Imaging Measurement Report" (TID 1500)
 const NORMAL_INTERVAL = '111140'; // DCM "Normal interval follow-up" (CID 6028): no recall
 const VIEW_CODES = { 399162004: 'CC', 399368009: 'MLO' }; // SCT, CID 4014 View for Mammography
-const LATERALITY_CODES = { 24028007: 'R', 7771000: 'L', 73056007: 'R', 80248007: 'L' };
-// The band SEG's series description (node/writers/heatmap_bands.py) and the lesion masks'.
+// The series description of the heatmap-bands SEG (node/writers/heatmap_bands.py).
 const BANDS_DESCRIPTION = 'AI where the model looked';
 
 /** The state of the reading view: AI marks on or off, and what the node's report says. */
@@ -42,6 +43,7 @@ const state = {
   arranging: false,
   again: false,
   hung: new Set(),
+  outlined: new Set(),
   // Which view carries the exam line (top left of the screen) and the legend (bottom left).
   cornerViewports: { exam: undefined, legend: undefined },
   summary: null,
@@ -184,18 +186,24 @@ const scoreItems = [
   overlayItem('mammoMarksOff', () => (state.aiVisible ? '' : 'AI marks hidden (A)')),
 ];
 
-// The colours of node/writers/heatmap_bands.py BAND_COLOURS (viridis); labels from the SEG.
-const BAND_COLOURS = ['#3b528b', '#21918c', '#5ec962', '#fde725'];
+// The colours of node/writers/heatmap_bands.py BAND_COLOURS (viridis), each with a text
+// colour that reads on it; the labels come from the SEG itself.
+const BAND_COLOURS = [
+  { background: '#3b528b', color: '#ffffff' },
+  { background: '#21918c', color: '#ffffff' },
+  { background: '#5ec962', color: '#000000' },
+  { background: '#fde725', color: '#000000' },
+];
 const legendTitle = overlayItem('mammoLegendTitle', ({ viewportId }) =>
   state.aiVisible && viewportId === state.cornerViewports.legend && state.legend.length
     ? 'AI: where the model looked'
     : ''
 );
-const legendItems = BAND_COLOURS.map((color, index) =>
+const legendItems = BAND_COLOURS.map((colours, index) =>
   overlayItem(
     `mammoLegend${index}`,
     ({ viewportId }) => (state.aiVisible && viewportId === state.cornerViewports.legend ? state.legend[index] : '') ?? '',
-    { color }
+    colours
   )
 );
 
@@ -243,10 +251,24 @@ function afterOverlaysAdded(servicesManager) {
     for (const representation of segmentationService.getSegmentationRepresentations(viewportId)) {
       const seg = displaySetService.getDisplaySetByUID(representation.segmentationId);
       if (seg && isBands(seg)) rememberLegend(segmentationService, representation.segmentationId);
+      else if (seg) outlineOnly(segmentationService, viewportId, representation);
       if (!state.aiVisible) setVisibility(segmentationService, viewportId, representation.segmentationId, false);
     }
     cornerstoneViewportService.getCornerstoneViewport(viewportId)?.render(); // and its overlay text
   }
+}
+
+// Lesion masks as outlines, so the heatmap's colours show inside them.
+const OUTLINE = { renderFill: false, renderFillInactive: false, outlineWidth: 3, outlineWidthInactive: 3 };
+
+function outlineOnly(segmentationService, viewportId, representation) {
+  const key = `${viewportId}:${representation.segmentationId}`;
+  if (state.outlined.has(key)) return;
+  state.outlined.add(key);
+  segmentationService.setStyle(
+    { viewportId, segmentationId: representation.segmentationId, type: representation.type },
+    OUTLINE
+  );
 }
 
 function isBands(displaySet) {
@@ -258,7 +280,7 @@ function rememberLegend(segmentationService, segmentationId) {
   state.legend = Object.values(segmentation?.segments ?? {})
     .filter(Boolean)
     .sort((a, b) => a.segmentIndex - b.segmentIndex)
-    .map(segment => `■ ${segment.label}`);
+    .map(segment => ` ${segment.label} `);
 }
 
 function setVisibility(segmentationService, viewportId, segmentationId, visible) {
@@ -376,18 +398,27 @@ function toggleAIMarks(servicesManager) {
   return state.aiVisible;
 }
 
+/** The study list's next (+1) or previous (-1) study, newest first as OHIF's list shows them.
+ *
+ * A plain QIDO-RS query on the data source's root: OHIF's own client queues it behind the
+ * image requests of the open study, seconds that a reader pressing N should not wait.
+ */
 async function goToStudy(extensionManager, step) {
   const [dataSource] = extensionManager.getActiveDataSource();
-  const studies = (await dataSource.query.studies.search({})) ?? [];
-  const uids = studies
-    .slice()
-    .sort((a, b) => text(b.date).localeCompare(text(a.date)) || text(a.studyInstanceUid).localeCompare(text(b.studyInstanceUid)))
-    .map(s => s.studyInstanceUid);
-  const current = new URLSearchParams(window.location.search).get('StudyInstanceUIDs');
-  const index = uids.indexOf(current);
+  const { qidoRoot } = dataSource.getConfig();
+  const response = await fetch(`${qidoRoot}/studies?includefield=00080020`, {
+    headers: { Accept: 'application/dicom+json' },
+  });
+  if (!response.ok) return false;
+  const value = (study, tag) => text(first(study?.[tag]?.Value));
+  const uids = (await response.json())
+    .map(study => ({ uid: value(study, '0020000D'), date: value(study, '00080020') }))
+    .sort((a, b) => b.date.localeCompare(a.date) || a.uid.localeCompare(b.uid))
+    .map(study => study.uid);
+  const query = new URLSearchParams(window.location.search);
+  const index = uids.indexOf(query.get('StudyInstanceUIDs'));
   const next = uids[index + step];
   if (index < 0 || !next) return false;
-  const query = new URLSearchParams(window.location.search);
   query.set('StudyInstanceUIDs', next);
   window.location.assign(`${window.location.pathname}?${query}`);
   return true;
@@ -427,7 +458,13 @@ export const hotkeys = [
 
 const readingCustomizations = {
   'panelSegmentation.disableEditing': { $set: true },
-  'ohif.hotkeyBindings': { $push: hotkeys },
+  // Ours replace what OHIF binds to the same keys (A, N: segmentation editing, off here).
+  'ohif.hotkeyBindings': {
+    $apply: bindings => [
+      ...(bindings ?? []).filter(b => !b.keys?.some(key => hotkeys.some(h => h.keys.includes(key)))),
+      ...hotkeys,
+    ],
+  },
   'viewportOverlay.topRight': { $push: scoreItems },
   'viewportOverlay.bottomLeft': { $push: [legendTitle, ...legendItems] },
 };
@@ -457,6 +494,7 @@ export const mode = {
         state.summary = null;
         state.legend = [];
         state.hung = new Set();
+        state.outlined = new Set();
         const update = () => arrange(args.servicesManager);
         state.unsubscribe = [
           displaySetService.subscribe(displaySetService.EVENTS.DISPLAY_SETS_ADDED, update),
