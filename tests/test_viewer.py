@@ -21,6 +21,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from node.net.dimse import Peer, send
-from node.runtime.viewer import DEFAULT_DIST, ViewerServer, adapt_dicom_json
+from node.runtime.viewer import DEFAULT_APP_CONFIG, DEFAULT_DIST, ViewerServer, adapt_dicom_json
 from node.synthetic.dicom import synthetic_exam
 from tests.harness import (
     NodeProcess,
@@ -157,6 +158,39 @@ def test_the_reading_view_is_served_beside_the_dist(tmp_path: Path) -> None:
     finally:
         server.httpd.server_close()
         server.client.close()
+
+
+# Headers as sites write them (keyword -> value, as OHIF's naturalised metadata has them).
+VIEW_HEADERS: list[dict[str, Any]] = [
+    {"ImageLaterality": "R", "ViewPosition": "CC"},
+    {"Laterality": "L", "PatientOrientation": "MLO"},  # CBIS-DDSM
+    {"PatientOrientation": ["P", "L"]},
+    {"PatientOrientation": ["A", "FR"]},
+    {"ViewCodeSequence": [{"CodeValue": "399368009"}], "SeriesDescription": "RIGHT MLO"},
+    {"ViewCodeSequence": [{"CodeValue": "R-10242"}], "ImageLaterality": "L"},
+    {"SeriesDescription": "Calc-Test_P_00038_LEFT_CC"},
+    {"SeriesDescription": "R_MLO"},
+]
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="Node.js is not installed (make viewer installs npm)")
+def test_the_reading_view_hangs_views_as_the_node_reads_them(tmp_path: Path) -> None:
+    from node.dicom.views import normalise, tags_getter
+
+    script = tmp_path / "views.mjs"
+    script.write_text(
+        f"import {{ mammoView }} from {json.dumps((DEFAULT_APP_CONFIG.parent / 'mammo-reading.js').as_uri())};\n"
+        f"const headers = {json.dumps(VIEW_HEADERS)};\n"
+        "const own = {Manufacturer: 'mammo-node', ImageLaterality: 'R', ViewPosition: 'CC'};\n"
+        "console.log(JSON.stringify([...headers, own].map(h => mammoView("
+        "{instances: [{Modality: 'MG', ...h}]}) ?? null)));\n"
+    )
+    done = subprocess.run([str(NODE), str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    *views, own = json.loads(done.stdout)
+    assert views == [normalise(tags_getter(h)).label for h in VIEW_HEADERS]
+    assert own is None  # the node's own outputs are never hung as images
 
 
 @pytest.fixture(scope="module")

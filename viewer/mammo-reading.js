@@ -33,7 +33,8 @@ export const PROTOCOL_ID = '@mammo-node/hp-mammo-2x2';
 const NODE_MANUFACTURER = 'mammo-node';
 const MEASUREMENT_REPORT = '126000'; // DCM "Imaging Measurement Report" (TID 1500)
 const NORMAL_INTERVAL = '111140'; // DCM "Normal interval follow-up" (CID 6028): no recall
-const VIEW_CODES = { 399162004: 'CC', 399368009: 'MLO' }; // SCT, CID 4014 View for Mammography
+// CID 4014 View for Mammography: SNOMED CT codes and their legacy SNOMED-RT values.
+const VIEW_CODES = { 399162004: 'CC', 'R-10242': 'CC', 399368009: 'MLO', 'R-10226': 'MLO' };
 // The series description of the heatmap-bands SEG (node/writers/heatmap_bands.py).
 const BANDS_DESCRIPTION = 'AI where the model looked';
 
@@ -54,16 +55,37 @@ const state = {
 const first = value => (Array.isArray(value) ? value[0] : value);
 const text = value => (value === undefined || value === null ? '' : String(value).trim());
 
-/** "R CC", "L MLO", ... for an image display set; undefined for anything else. */
+/** "R CC", "L MLO", ... for an image display set; undefined for anything else.
+ *
+ * The order of node/dicom/views.py, which the node itself reads views by (first match
+ * wins): laterality from Image Laterality, Laterality (CBIS-DDSM and many Secondary
+ * Captures), Patient Orientation's column direction in the standard layout, words in Series
+ * Description; the view from View Position, View Code Sequence (CID 4014), Patient
+ * Orientation (a view name, as CBIS-DDSM writes, or the standard layout), words again.
+ */
 export function mammoView(displaySet) {
   const instance = displaySet?.instances?.[0] ?? displaySet?.instance;
   if (!instance || text(instance.Modality) !== 'MG') return undefined;
   if (text(instance.Manufacturer) === NODE_MANUFACTURER) return undefined; // the node's own
-  const laterality = text(instance.ImageLaterality || instance.Laterality).toUpperCase();
+  const orientation = [].concat(instance.PatientOrientation ?? []).map(v => text(v).toUpperCase());
+  const words = text(instance.SeriesDescription).toUpperCase();
   const code = first(instance.ViewCodeSequence);
-  const view = text(instance.ViewPosition).toUpperCase() || VIEW_CODES[text(code?.CodeValue)];
-  if (!['R', 'L'].includes(laterality) || !['CC', 'MLO'].includes(view)) return undefined;
-  return `${laterality} ${view}`;
+  const laterality =
+    [instance.ImageLaterality, instance.Laterality].map(v => text(v).toUpperCase()).find(v => v === 'R' || v === 'L') ??
+    { L: 'R', R: 'L' }[orientation[1]?.replace('F', '')] ??
+    (/(^|[^A-Z])(RIGHT|R[ _-]?(CC|MLO))([^A-Z]|$)/.test(words) ? 'R' : undefined) ??
+    (/(^|[^A-Z])(LEFT|L[ _-]?(CC|MLO))([^A-Z]|$)/.test(words) ? 'L' : undefined);
+  const view =
+    [text(instance.ViewPosition).toUpperCase(), VIEW_CODES[text(code?.CodeValue)], orientation[0]].find(
+      v => v === 'CC' || v === 'MLO'
+    ) ??
+    (orientation.length === 2 && ['A', 'P'].includes(orientation[0])
+      ? orientation[1].startsWith('F')
+        ? 'MLO'
+        : 'CC'
+      : undefined) ??
+    (/MLO/.test(words) ? 'MLO' : /CC/.test(words) ? 'CC' : undefined);
+  return laterality && view ? `${laterality} ${view}` : undefined;
 }
 
 // Image point at canvas point: the right breast's chest wall (its image's right edge) on
