@@ -1,27 +1,30 @@
-/** OHIF 3.13 configuration for mammo-node (served by node/viewer.py as /app-config.js).
+/** OHIF 3.13 configuration for mammo-node (served by node/runtime/viewer.py as /app-config.js).
  *
- * DICOMweb goes to /dicom-web on the same origin: node/viewer.py proxies it to Orthanc and
- * adds Orthanc's credentials there, so no password is ever in the browser. The proxy is
- * read-only, so uploads and SR/SEG export from the viewer are off.
+ * DICOMweb goes to /dicom-web on the same origin: node/runtime/viewer.py proxies it to
+ * Orthanc and adds Orthanc's credentials there, so no password is ever in the browser. The
+ * proxy is read-only, so uploads and SR/SEG export from the viewer are off. It passes the
+ * node's outputs through unchanged (see its docstring for the one source-image workaround).
+ *
+ * Stock OHIF modes stay as they are (/viewer is the stock viewer); the mammography reading
+ * view (/mammo) is an extension and a mode in mammo-reading.js, loaded at runtime.
  */
 const dicomweb = window.location.origin + '/dicom-web';
 
 window.config = {
   name: 'mammo-node',
   routerBasename: '/',
-  extensions: [],
-  modes: [],
+  extensions: ['/mammo-reading.js'],
+  modes: [
+    {
+      // The mode lives in mammo-reading.js too (an ES module; OHIF imports it by URL).
+      id: '@mammo-node/mode-reading',
+      modeFactory: async args => (await import('/mammo-reading.js')).mode.modeFactory(args),
+    },
+  ],
   customizationService: [
     {
       // No onboarding tour popping over the images.
       'ohif.tours': { $set: [] },
-      // The report's exam- and breast-level scores are measurement groups with no image
-      // region; OHIF 3.13's SR viewport reads coords[0] of every group and crashes on them.
-      // Give such a group an empty region so OHIF skips it (it stays in the report).
-      onBeforeSRAddMeasurement: {
-        $set: ({ measurement }) =>
-          measurement.coords && measurement.coords.length ? measurement : { ...measurement, coords: [{}] },
-      },
     },
   ],
   showStudyList: true,

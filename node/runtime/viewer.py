@@ -2,16 +2,20 @@
 
 Why one small server of our own: Orthanc asks for HTTP basic auth and listens on another
 port. Proxying ``/dicom-web`` beside the viewer's static files keeps the password on the
-server (the browser never sees it), avoids CORS, and gives one place to work around what
-OHIF 3.13 gets wrong with mammograms:
+server (the browser never sees it) and avoids CORS. The proxy is read-only (GET): the viewer
+cannot store or delete through its credentials.
 
-- VOI LUT Function (0028,1056) makes OHIF render MG images black (its loader mangles
-  ``LINEAR``); the proxy drops that attribute from DICOM JSON responses. ``LINEAR`` is the
-  default meaning of a window (PS3.3 C.11.2.1.3), so the image the viewer shows is the same.
-- The proxy is read-only (GET): the viewer cannot store or delete through its credentials.
+The proxy passes the node's own outputs (SR, SEG, ...) through as Orthanc stores them, as a
+hospital's viewer would get them. It changes one thing, on SOURCE images only, for one
+known OHIF 3.13 bug: images carrying VOI LUT Function (0028,1056) ``LINEAR`` render black
+(OHIF's loader mangles the value; most real mammograms carry it). The proxy drops that
+attribute where its value is ``LINEAR``, which is the meaning a window has without it
+(PS3.3 C.11.2.1.3), so the viewer shows the same image. Bulk data URIs that Orthanc writes
+to itself are pointed at the proxy, so the browser fetches them through it.
 
 The viewer's files are the prebuilt ``dist`` of npm ``@ohif/app`` (``make viewer``); the
-browser configuration is ``viewer/app-config.js``.
+browser configuration is ``viewer/app-config.js`` and the mammography reading view
+``viewer/mammo-reading.js`` (an OHIF extension and mode, loaded at runtime).
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ import httpx
 
 log = logging.getLogger("node.runtime.viewer")
 
-VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
+VIEWER_DIR = Path(__file__).resolve().parents[2] / "viewer"
 DEFAULT_DIST = VIEWER_DIR / "node_modules" / "@ohif" / "app" / "dist"
 DEFAULT_APP_CONFIG = VIEWER_DIR / "app-config.js"
+# Files of ours served beside OHIF's dist (URL path -> file in viewer/).
+OWN_FILES = ("/mammo-reading.js",)
 DICOMWEB_PREFIX = "/dicom-web"
 VOI_LUT_FUNCTION = "00281056"
+MANUFACTURER = "00080070"
+NODE_MANUFACTURER = "mammo-node"  # node.writers.provenance: what the node's outputs carry
 JSON_TYPES = ("application/dicom+json", "application/json")
-MODALITY = "00080060"
-DERIVED_MODALITIES = frozenset({"SEG", "SR", "KO", "PR", "RTSTRUCT"})
 # Headers passed from the browser to Orthanc; anything else (cookies, auth) stays here.
 FORWARDED_REQUEST_HEADERS = ("accept", "range", "if-none-match", "if-modified-since")
 FORWARDED_RESPONSE_HEADERS = ("content-type", "etag", "last-modified", "content-range")
@@ -53,27 +59,36 @@ class ViewerNotInstalled(FileNotFoundError):
 
 
 def adapt_dicom_json(body: bytes) -> bytes:
-    """DICOM JSON as OHIF 3.13 needs it for mammograms (see the module docstring).
+    """DICOM JSON with the source images' VOI LUT Function workaround (module docstring).
 
-    Drops (0028,1056) from every top-level dataset, and lists image series before derived
-    ones (SEG, SR, ...): OHIF binds a SEG to the first display set of its referenced series
-    when the SEG is indexed before its image, and an MG series holds one display set per image.
+    Drops (0028,1056) ``LINEAR`` from each top-level dataset that the node did not write;
+    anything else, and any body with nothing to drop, passes through byte for byte.
     """
+    if VOI_LUT_FUNCTION.encode() not in body:
+        return body
     data: Any = json.loads(body)
     if not isinstance(data, list):
         return body
+    changed = False
     for dataset in data:
-        if isinstance(dataset, dict):
-            dataset.pop(VOI_LUT_FUNCTION, None)
-    data.sort(key=lambda dataset: _modality(dataset) in DERIVED_MODALITIES)
-    return json.dumps(data, separators=(",", ":")).encode()
+        if isinstance(dataset, dict) and _is_source_with_linear_voi_lut_function(dataset):
+            del dataset[VOI_LUT_FUNCTION]
+            changed = True
+    return json.dumps(data, separators=(",", ":")).encode() if changed else body
 
 
-def _modality(dataset: Any) -> str:
-    try:
-        return str(dataset[MODALITY]["Value"][0])
-    except (KeyError, IndexError, TypeError):
+def _is_source_with_linear_voi_lut_function(dataset: dict[str, Any]) -> bool:
+    return _first_value(dataset, VOI_LUT_FUNCTION) == "LINEAR" and (
+        _first_value(dataset, MANUFACTURER) != NODE_MANUFACTURER
+    )
+
+
+def _first_value(dataset: dict[str, Any], tag: str) -> str:
+    element = dataset.get(tag)
+    if not isinstance(element, dict):
         return ""
+    values = element.get("Value")
+    return str(values[0]).strip() if isinstance(values, list) and values else ""
 
 
 class ViewerServer:
@@ -86,6 +101,7 @@ class ViewerServer:
         *,
         dist: Path = DEFAULT_DIST,
         app_config: Path = DEFAULT_APP_CONFIG,
+        own_files_dir: Path = VIEWER_DIR,
         host: str = "127.0.0.1",
         port: int = 0,
         timeout: float = 60.0,
@@ -98,6 +114,7 @@ class ViewerServer:
             raise ValueError(f"upstream must be an http(s) URL, got {upstream!r}")
         self.dist = dist.resolve()
         self.app_config = app_config
+        self.own_files = {path: own_files_dir / path.lstrip("/") for path in OWN_FILES}
         self.upstream = upstream.rstrip("/")
         self.client = httpx.Client(auth=auth, timeout=timeout)
         self.httpd = ThreadingHTTPServer((host, port), self._handler_class())
@@ -135,6 +152,8 @@ class ViewerServer:
         """The dist file for a URL path; any unknown route is the single-page app's index."""
         if path == "/app-config.js":
             return self.app_config
+        if path in self.own_files:
+            return self.own_files[path]
         candidate = (self.dist / path.lstrip("/")).resolve()
         if candidate.is_relative_to(self.dist) and candidate.is_file():
             return candidate
@@ -181,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         if file.suffix == ".js":
             content_type = "text/javascript"
         headers = {"Content-Type": content_type, **ISOLATION_HEADERS}
-        if file.name in ("index.html", "app-config.js"):
+        if file.name in ("index.html", "app-config.js") or path in self.viewer.own_files:
             headers["Cache-Control"] = "no-cache"
         self._send(HTTPStatus.OK, file.read_bytes(), headers)
 

@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from node.domain import ExamResult
 from node.writers.cad_sr import build_mammography_cad_report
 from node.writers.gsps import build_presentation_states
+from node.writers.heatmap_bands import heatmap_bands
 from node.writers.heatmap_seg import build_heatmap_segmentations
 from node.writers.report_pdf import build_report_pdf
 from node.writers.seg import build_segmentations
@@ -119,6 +120,7 @@ OUTPUT_KINDS: dict[str, Builder] = {
     "cad_sr": _cad_sr,  # Mammography CAD SR (TID 4000): what breast workstations render
     "gsps": _gsps,  # Grayscale Softcopy Presentation State per image: outlines and scores
     "heatmap_seg": _heatmap_seg,  # FRACTIONAL SEG per image: the lesion-probability map
+    "heatmap_bands": heatmap_bands,  # BINARY SEG per image: the map in coloured bands (OHIF)
 }
 
 DEFAULT_OUTPUT_KINDS: tuple[str, ...] = ("seg", "tid1500")
