@@ -31,6 +31,7 @@ from node.writers.provenance import (
     algorithm_identification,
     equipment_arguments,
     output_uid,
+    series_number,
 )
 from node.writers.seg import fit_for_projection, pair_sources
 
@@ -48,7 +49,7 @@ __all__ = [
     "heatmap_bands",
 ]
 
-HEATMAP_BANDS_SERIES_NUMBER: Final = 9106
+HEATMAP_BANDS_SERIES_NUMBER: Final = 9401  # the first; one series per image (series_number)
 HEATMAP_BANDS_SERIES_DESCRIPTION: Final = "AI where the model looked (not for clinical use)"
 #: Lower bounds of the probability bands; the last band ends at 1 (inclusive).
 BANDS: Final[tuple[float, ...]] = (0.25, 0.5, 0.75, 0.9)
@@ -115,7 +116,7 @@ def _band_segmentation(
         segment_descriptions=[_segment(exam, image, index) for index in range(len(BANDS))],
         # One series per image: OHIF shows only the last SEG instance of a series.
         series_instance_uid=output_uid(exam, "heatmap bands series", image.source.SOPInstanceUID),
-        series_number=HEATMAP_BANDS_SERIES_NUMBER,
+        series_number=series_number(HEATMAP_BANDS_SERIES_NUMBER, number - 1),
         sop_instance_uid=output_uid(exam, "heatmap bands SEG", image.source.SOPInstanceUID),
         instance_number=number,
         content_label="HEATMAP_BANDS",
