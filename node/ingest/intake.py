@@ -164,6 +164,7 @@ class ExamIntake:
             payload=replace(request, revision=revision).to_json(),
             max_attempts=self.max_attempts,
             not_before=not_before,
+            seen_at=now,
         )
         if created:
             log.info(

@@ -119,15 +119,18 @@ class JobStore:
         payload: dict[str, Any],
         max_attempts: int,
         not_before: float | None = None,
+        seen_at: float | None = None,
     ) -> tuple[Job, bool]:
         """Insert a queued job, or return the existing one with the same key (created=False).
 
-        ``not_before``: the job is not leased before this time (exam assembly waits for views).
+        ``not_before``: the job is not leased before this time (exam assembly waits for views);
+        ``seen_at``: when the caller saw the exam, the job's creation time, so that a deadline
+        the caller computed from it keeps its meaning (default: now).
         """
         existing = self.find_by_key(idempotency_key)
         if existing is not None:
             return existing, False
-        now = self.clock()
+        now = self.clock() if seen_at is None else seen_at
         try:
             with self._tx() as connection:
                 inserted = connection.execute(
