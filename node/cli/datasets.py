@@ -17,7 +17,7 @@ from node.datasets.report import format_summary, write_report
 from node.datasets.split import assign_splits
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``data import|split|report`` to a parent CLI's subcommands."""
     data = subparsers.add_parser(
         "data",

@@ -16,7 +16,7 @@ from node.training.card import read_model_yaml, write_card, write_model_yaml
 HIT_FACTORS = (1.0, 1.5)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``evaluate`` to a parent CLI's subcommands."""
     ev = subparsers.add_parser(
         "evaluate",

@@ -10,7 +10,7 @@ from node.training.config import load_config
 from node.training.run import run_training
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``train`` to a parent CLI's subcommands."""
     train = subparsers.add_parser(
         "train",

@@ -17,7 +17,7 @@ DEFAULT_GROUP_COLUMN = "Gene"
 _NO_GROUP = "none"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``variants compare`` to a parent CLI's subcommands."""
     variants = subparsers.add_parser(
         "variants",

@@ -220,10 +220,10 @@ def calibrate(network: LesionNet, samples: list[Sample], device: torch.device) -
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
         loss = F.binary_cross_entropy_with_logits(a * x + b, y) + 1e-3 * a * a
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it untyped
         return loss
 
-    optimiser.step(closure)
+    optimiser.step(closure)  # type: ignore[no-untyped-call]
     with torch.no_grad():
         network.image_scale.fill_(float(a))
         network.image_bias.fill_(float(b))

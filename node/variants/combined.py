@@ -32,7 +32,8 @@ class LogisticModel:
 
     def predict(self, x: FloatArray) -> FloatArray:
         """Probability of the positive class for rows of oriented scores (NaN allowed)."""
-        return expit(self._standardise(x) @ self.weights + self.intercept)
+        probability: FloatArray = expit(self._standardise(x) @ self.weights + self.intercept)
+        return probability
 
     def _standardise(self, x: FloatArray) -> FloatArray:
         filled = np.where(np.isnan(x), self.medians, x)

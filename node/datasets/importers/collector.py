@@ -79,4 +79,5 @@ class Collector:
 def _quantise(pixels: npt.NDArray[np.floating], bits: int) -> npt.NDArray[Any]:
     top = (1 << bits) - 1
     values = np.rint(np.clip(pixels, 0.0, 1.0) * top)
-    return values.astype(np.uint8 if bits == 8 else np.uint16)
+    quantised: npt.NDArray[Any] = values.astype(np.uint8 if bits == 8 else np.uint16)
+    return quantised
