@@ -1,0 +1,1 @@
+"""Breast MRI: the synthetic DCE phantom (assembly, kinetics and writers follow)."""
