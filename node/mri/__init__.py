@@ -1,1 +1,1 @@
-"""Breast MRI: the synthetic DCE phantom (assembly, kinetics and writers follow)."""
+"""Breast MRI: DCE phantom, assembly and kinetic analysis (writers follow)."""
