@@ -8,6 +8,11 @@ rule-based heuristic; no learned scorer ships (no labelled breast MRI exists her
     kinetics   DceExam -> KineticResult (motion, breast mask, PE, SER, curve types, candidates)
     writers    KineticResult -> SEG, RGB SC colour map, TID 1500 SR
     phantom, synthetic_dicom   the synthetic DCE study for tests, demo and benchmark
+
+Not yet (issue 13): routing of MR DCE studies and a pipeline branch calling
+:func:`kinetic_outputs`; Enhanced MR multi-frame input (recorded as ignored); non-canonical
+orientations (refused); clock-face location; a Parametric Map; the en/ru/kk summary with
+the kinetic curves plotted; a learned scorer (none ships: no labelled breast MRI here).
 """
 
 from __future__ import annotations
