@@ -69,6 +69,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--seed", type=int, default=1)
     synth.add_argument("--lesions", type=int, default=1, help="masses per image")
+    synth.add_argument(
+        "--modality", choices=["MG", "MR"], default="MG", help="MR: a breast DCE-MRI study"
+    )
     synth.set_defaults(handler=cmd_synth)
 
     jobs = commands.add_parser(
@@ -289,9 +292,14 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from node.mri.synthetic_dicom import write_dce_exam
     from node.synthetic.dicom import write_exam
 
-    for path in write_exam(args.out, args.seed, lesions_per_image=args.lesions):
+    if args.modality == "MR":
+        paths = write_dce_exam(args.out, args.seed)
+    else:
+        paths = write_exam(args.out, args.seed, lesions_per_image=args.lesions)
+    for path in paths:
         print(path)
     return 0
 

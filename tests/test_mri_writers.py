@@ -1,0 +1,116 @@
+"""The MRI outputs are valid once built: SEG, curve-type colour map (RGB SC) and TID 1500 SR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from validators import dciodvfy_errors, dciodvfy_output, pixelmed_sr_errors
+
+from node.mri.assembly import DceExam, assemble_dce
+from node.mri.kinetics import KineticResult, KineticSettings, analyse
+from node.mri.phantom import make_dce_phantom
+from node.mri.synthetic_dicom import dce_study
+from node.mri.writers import (
+    CURVE_COLOURS,
+    KINETIC_CAD,
+    build_colour_map,
+    build_lesion_seg,
+    build_mri_report,
+    candidate_tracking,
+)
+
+# dciodvfy does not know DeviceUID in Contributing Equipment (IHE AIR adds it, as every writer
+# of the node does), the empty bilateral Laterality, or the private coding scheme of the
+# measurements no standard concept names.
+_KNOWN = ("DeviceUID(0018,1002)", "Laterality(0020,0060)", "<99MMNODE>")
+
+
+@pytest.fixture(scope="module")
+def analysed() -> tuple[DceExam, KineticResult]:
+    datasets, _ = dce_study(1)
+    exam = assemble_dce(datasets)
+    return exam, analyse(exam)
+
+
+def _clean(ds: Dataset) -> None:
+    lines = dciodvfy_output(ds)
+    assert dciodvfy_errors(ds) == [], lines
+    assert [
+        line for line in lines if line.startswith("Warning") and not any(k in line for k in _KNOWN)
+    ] == []
+
+
+def test_seg_has_one_segment_per_candidate(analysed: tuple[DceExam, KineticResult]) -> None:
+    exam, result = analysed
+    seg = build_lesion_seg(exam, result)
+    _clean(seg)
+    assert len(seg.SegmentSequence) == len(result.candidates) == 3
+    assert int(seg.NumberOfFrames) == len(exam.phases[1].slices) * 3
+    for segment, candidate in zip(seg.SegmentSequence, result.candidates, strict=True):
+        assert segment.TrackingUID == candidate_tracking(exam, candidate)[1]
+    refs = seg.ReferencedSeriesSequence[0]
+    assert refs.SeriesInstanceUID == exam.phases[1].slices[0].SeriesInstanceUID
+    assert KINETIC_CAD.device_uid in {e.get("DeviceUID") for e in seg.ContributingEquipmentSequence}
+
+
+def test_seg_without_candidates_says_so() -> None:
+    datasets, _ = dce_study(2, make_dce_phantom(seed=2, slices=10, rows=64, columns=96, lesions=()))
+    exam = assemble_dce(datasets)
+    result = analyse(exam, KineticSettings(enhancement_threshold_percent=500))
+    seg = build_lesion_seg(exam, result)
+    _clean(seg)
+    assert seg.SegmentSequence[0].SegmentLabel == "No candidate"
+
+
+def test_colour_map_is_valid_rgb(analysed: tuple[DceExam, KineticResult]) -> None:
+    exam, result = analysed
+    images = build_colour_map(exam, result)
+    assert len(images) == int((result.curve > 0).any(axis=(1, 2)).sum())
+    _clean(images[0])
+    assert len({ds.SeriesInstanceUID for ds in images}) == 1
+    first = images[0]
+    index = [s.SOPInstanceUID for s in exam.phases[1].slices].index(
+        first.SourceImageSequence[0].ReferencedSOPInstanceUID
+    )
+    pixels = first.pixel_array
+    for name, code in (("persistent", 1), ("plateau", 2), ("washout", 3)):
+        where = result.curve[index] == code
+        if where.any():
+            assert np.all(pixels[where] == CURVE_COLOURS[name])
+
+
+def test_report_has_one_group_per_candidate(analysed: tuple[DceExam, KineticResult]) -> None:
+    exam, result = analysed
+    seg = build_lesion_seg(exam, result)
+    sr = build_mri_report(exam, result, seg)
+    _clean(sr)
+    measurements = next(
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010"
+    )
+    groups = measurements.ContentSequence
+    assert len(groups) == 3
+    uids = {
+        item.UID for group in groups for item in group.ContentSequence if item.ValueType == "UIDREF"
+    }
+    assert uids == {seg.SegmentSequence[i].TrackingUID for i in range(3)}
+    again = build_mri_report(exam, result, seg)
+    assert again.SOPInstanceUID == sr.SOPInstanceUID  # deterministic
+
+
+@pytest.mark.slow
+def test_report_passes_pixelmed(analysed: tuple[DceExam, KineticResult]) -> None:
+    exam, result = analysed
+    sr = build_mri_report(exam, result, build_lesion_seg(exam, result))
+    assert pixelmed_sr_errors(sr) == []
+
+
+def test_kinetic_outputs_builds_everything_in_one_call() -> None:
+    from node.mri import kinetic_outputs
+
+    datasets, _ = dce_study(2, make_dce_phantom(seed=2, slices=12, rows=64, columns=96))
+    result, outputs = kinetic_outputs(datasets)
+    modalities = [ds.Modality for ds in outputs]
+    assert modalities[:2] == ["SEG", "SR"] and set(modalities[2:]) <= {"MR", "OT"}
+    assert len(outputs) == 2 + int((result.curve > 0).any(axis=(1, 2)).sum())
+    assert {ds.Manufacturer for ds in outputs} == {"mammo-node"}
