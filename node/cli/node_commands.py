@@ -13,9 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cli.settings import NODE_OPTIONS, add_settings_options, settings_from
+from node.cli.settings import (
+    NODE_OPTIONS,
+    add_settings_options,
+    node_settings_from,
+    running_node,
+    settings_from,
+)
 from node.config import Settings
 from node.errors import ConfigError, MammoNodeError, NotFound
+from node.jobs.states import JobState
 
 log = logging.getLogger("node.cli")
 
@@ -40,7 +47,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.set_defaults(handler=cmd_up)
 
     serve = commands.add_parser(
-        "serve", help="run API + workers against an existing Orthanc (MAMMO_NODE_ORTHANC_URL)"
+        "serve",
+        help="run API + workers against an existing Orthanc (MAMMO_NODE_ORTHANC_URL)",
+        description="Runs the node's HTTP API and its workers beside an Orthanc you run "
+        "yourself, with the plugin installed: its URL is the setting `orthanc_url` "
+        "(MAMMO_NODE_ORTHANC_URL, default http://127.0.0.1:<http_port>); MAMMO_NODE_HTTP_USER "
+        "/ MAMMO_NODE_HTTP_PASSWORD are its credentials and MAMMO_NODE_API_TOKEN the plugin's "
+        "token. Like `up`, it writes node.json into the data folder so the other commands "
+        "find it.",
     )
     add_settings_options(serve, *NODE_OPTIONS)
     serve.set_defaults(handler=cmd_serve)
@@ -52,31 +66,60 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "pixel coordinates of the input image. Reads DICOM, PNG and PGM.",
     )
     add_settings_options(predict, "model")
-    predict.add_argument("files", nargs="+", type=Path, metavar="FILES")
+    predict.add_argument(
+        "files", nargs="+", type=Path, metavar="FILES", help="DICOM, PNG or PGM image files"
+    )
     predict.set_defaults(handler=cmd_predict)
 
-    send = commands.add_parser("send", help="C-STORE DICOM files or folders to a DICOM node")
-    send.add_argument("files", nargs="+", type=Path, metavar="FILES")
-    send.add_argument("--host", default="127.0.0.1")
-    send.add_argument("--port", type=int, default=4242)
-    send.add_argument("--called-aet", default="MAMMONODE")
-    send.add_argument("--calling-aet", default="MODALITY1")
+    send = commands.add_parser(
+        "send",
+        help="C-STORE DICOM files or folders to a DICOM node",
+        description="Sends every DICOM file (folders recursively) in one association and "
+        "prints {sent, failed}. A refused or silent peer ends the command within --timeout "
+        "seconds with the reason.",
+    )
+    send.add_argument("files", nargs="+", type=Path, metavar="FILES", help="DICOM files or folders")
+    send.add_argument("--host", default="127.0.0.1", help="the receiver's host")
+    send.add_argument(
+        "--port", type=int, help="the receiver's DICOM port (default: the running node's)"
+    )
+    send.add_argument("--called-aet", help="the receiver's AE title (default: the running node's)")
+    send.add_argument(
+        "--calling-aet",
+        default="MODALITY1",
+        help="the AE title to send as (the node accepts its configured modalities only)",
+    )
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the association and for each answer",
+    )
+    add_settings_options(send, "data_dir")
     send.set_defaults(handler=cmd_send)
 
     synth = commands.add_parser(
         "synth", help="write a synthetic 4-view screening exam (phantom) as DICOM"
     )
-    synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--seed", type=int, default=1)
+    synth.add_argument("--out", type=Path, required=True, help="folder for the DICOM files")
+    synth.add_argument("--seed", type=int, default=1, help="random seed of the phantom")
     synth.add_argument("--lesions", type=int, default=1, help="masses per image")
     synth.set_defaults(handler=cmd_synth)
 
     jobs = commands.add_parser(
-        "jobs", help="list jobs, or show one job's history (reads the job database)"
+        "jobs",
+        help="list jobs, or show one job's history (from the running node)",
+        description="Asks the running node's API (found through node.json in the data "
+        "folder); when no node runs there, reads that folder's job database and says so.",
     )
-    jobs.add_argument("job_id", nargs="?", type=int)
+    jobs.add_argument("job_id", nargs="?", type=int, metavar="JOB_ID", help="one job's details")
     add_settings_options(jobs, "data_dir")
-    jobs.add_argument("--state", help="only jobs in this state")
+    jobs.add_argument(
+        "--state",
+        choices=[state.value for state in JobState],
+        metavar="STATE",
+        help="only jobs in this state: " + ", ".join(state.value for state in JobState),
+    )
     jobs.set_defaults(handler=cmd_jobs)
 
 
@@ -95,10 +138,11 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
     from node.observability.logs import configure_logging
     from node.runtime.embedded import EmbeddedOrthanc
     from node.runtime.node import Node
+    from node.runtime.runfile import remove_runtime_file, write_runtime_file
 
-    configured = settings_from(args)
+    configured = node_settings_from(args)
     settings = configured.with_secrets()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, debug=getattr(args, "debug", False))
     if embedded and not configured.http_password:
         print(
             f"Orthanc HTTP user {settings.http_user!r}, generated password {settings.http_password!r} "
@@ -137,6 +181,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
         server_thread = threading.Thread(target=server.run, name="api", daemon=True)
         server_thread.start()
         viewer = _start_viewer(settings) if embedded else None
+        write_runtime_file(settings, viewer.url if viewer is not None else None)
         print(
             f"mammo-node ready: DICOM {settings.aet}@127.0.0.1:{settings.dicom_port}, "
             f"Orthanc {settings.orthanc_base_url}, API http://{settings.api_host}:{settings.api_port} "
@@ -161,6 +206,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
             stop.wait(0.5)
         return 0
     finally:
+        remove_runtime_file(settings.data_dir)
         if viewer is not None:
             viewer.stop()
         if server is not None:
@@ -258,13 +304,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from node.inference.predict import predict_paths
     from node.models.lifecycle import live_model_ref
     from node.models.registry import load_model
+    from node.models.trained_on import synthetic_only_warning
 
     settings = settings_from(args)  # --model overrides the setting
     model = load_model(settings.models_dir, live_model_ref(settings.models_dir, settings.model))
+    warning = synthetic_only_warning(model.spec)
+    if warning:
+        print(f"mammo-node: WARNING: {warning}", file=sys.stderr, flush=True)
     failures = 0
     for row in predict_paths(args.files, model):
         failures += "error" in row
         print(json.dumps(row), flush=True)
+    if failures:
+        print(
+            f"mammo-node: {failures} of {len(args.files)} files could not be analysed",
+            file=sys.stderr,
+        )
     return 1 if failures else 0
 
 
@@ -272,7 +327,15 @@ def cmd_send(args: argparse.Namespace) -> int:
     from node.net.dimse import Peer, read_files, send
 
     datasets = read_files(args.files)
-    outcome = send(Peer(args.host, args.port, args.called_aet, args.calling_aet), datasets)
+    settings = settings_from(args)  # the running node's DICOM port and AE title
+    peer = Peer(
+        args.host,
+        args.port or settings.dicom_port,
+        args.called_aet or settings.aet,
+        args.calling_aet,
+    )
+    print(f"sending {len(datasets)} instances to {peer}...", file=sys.stderr, flush=True)
+    outcome = send(peer, datasets, timeout=args.timeout)
     print(
         json.dumps(
             {
@@ -295,13 +358,47 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    """From the running node's API; from the job database, said so, when none runs."""
+    settings = settings_from(args)
+    running = running_node(settings)
+    if running is not None:
+        from node.cli.client import NodeClient
+
+        with NodeClient(running) as client:
+            if args.job_id is not None:
+                print(json.dumps(client.get(f"/api/v1/jobs/{args.job_id}"), indent=2))
+                return 0
+            _print_jobs(client.get("/api/v1/jobs", state=args.state, limit=1000))
+        return 0
+    return _jobs_from_database(args, settings)
+
+
+def _print_jobs(jobs: list[dict[str, Any]]) -> None:
+    for job in jobs:
+        score = (job.get("result") or {}).get("score")
+        print(
+            f"{job['id']:6d}  {job['state']:10s}  attempts={job['attempts']}  score={score}  "
+            f"{job['study_instance_uid']}  {job.get('last_error') or ''}"
+        )
+
+
+def _jobs_from_database(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
 
-    from node.jobs.states import JobState
     from node.jobs.store import JobStore, create_engine
 
-    settings = settings_from(args)
-    store = JobStore(create_engine(settings.effective_database_url))
+    url = settings.effective_database_url
+    if not settings.database_url and not (settings.data_dir / "jobs.sqlite").exists():
+        raise NotFound(
+            f"no node runs with data folder {settings.data_dir} and it has no job database; "
+            "give the node's --data-dir (or MAMMO_NODE_DATA_DIR)"
+        )
+    print(
+        f"mammo-node: no node runs with data folder {settings.data_dir}; "
+        "showing its job database as the last node left it",
+        file=sys.stderr,
+    )
+    store = JobStore(create_engine(url))
     if args.job_id is not None:
         try:
             job = store.get(args.job_id)
@@ -314,10 +411,5 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(json.dumps(view, indent=2, default=str))
         return 0
     state = JobState(args.state) if args.state else None
-    for job in store.list_jobs(state=state):
-        score = (job.result or {}).get("score")
-        print(
-            f"{job.id:6d}  {job.state.value:10s}  attempts={job.attempts}  score={score}  "
-            f"{job.study_instance_uid}  {job.last_error or ''}"
-        )
+    _print_jobs([asdict(job) | {"state": job.state.value} for job in store.list_jobs(state=state)])
     return 0

@@ -31,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     promote = actions.add_parser("promote", help="make ID/VERSION the live model")
     add_settings_options(promote, "models_dir")
-    promote.add_argument("ref", metavar="ID/VERSION")
+    promote.add_argument("ref", metavar="ID/VERSION", help="the model version to make live")
     promote.add_argument("--reason", help="why (recorded in the history)")
     promote.add_argument(
         "--force",
@@ -53,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_settings_options(shadow, "models_dir")
     target = shadow.add_mutually_exclusive_group(required=True)
-    target.add_argument("ref", nargs="?", metavar="ID/VERSION")
+    target.add_argument("ref", nargs="?", metavar="ID/VERSION", help="the model to run in shadow")
     target.add_argument("--off", action="store_true", help="stop shadow mode")
     shadow.add_argument("--reason", help="why (recorded in the history)")
     shadow.set_defaults(handler=cmd_models_shadow)
@@ -65,13 +65,39 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(or on --finding N, numbered 1..N in image order); `feedback export --out FILE` "
         "writes the labels (UIDs, model version, labels; no names, no comments) as CSV.",
     )
-    feedback.add_argument("target", metavar="JOB_ID|export")
+    feedback.add_argument(
+        "target", metavar="JOB_ID|export", help="the job to give feedback on, or export"
+    )
     verdict = feedback.add_mutually_exclusive_group()
-    verdict.add_argument("--agree", dest="agree", action="store_true", default=None)
-    verdict.add_argument("--disagree", dest="agree", action="store_false")
-    feedback.add_argument("--birads", type=int, help="final BI-RADS assessment, 0-6")
-    feedback.add_argument("--pathology", help="pathology outcome: benign, malignant or none")
-    feedback.add_argument("--satisfaction", type=int, help="how useful the result was, 1-5")
+    verdict.add_argument(
+        "--agree",
+        dest="agree",
+        action="store_true",
+        default=None,
+        help="the result is right (for the exam, or --finding N)",
+    )
+    verdict.add_argument(
+        "--disagree", dest="agree", action="store_false", help="the result is wrong"
+    )
+    feedback.add_argument(
+        "--birads",
+        type=int,
+        choices=range(7),
+        metavar="0-6",
+        help="final BI-RADS assessment, 0-6",
+    )
+    feedback.add_argument(
+        "--pathology",
+        choices=("benign", "malignant", "none"),
+        help="pathology outcome: benign, malignant or none",
+    )
+    feedback.add_argument(
+        "--satisfaction",
+        type=int,
+        choices=range(1, 6),
+        metavar="1-5",
+        help="how useful the result was, 1-5",
+    )
     feedback.add_argument("--finding", type=int, default=0, help="finding number (0: the exam)")
     feedback.add_argument("--comment", help="free text (kept in the database, never exported)")
     feedback.add_argument("--out", type=Path, help="export: the CSV file to write")
