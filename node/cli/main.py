@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from node.cli.operations import add_parser as add_operations
 
     add_operations(commands)  # deliveries, resend, requeue
+    from node.cli.doctor import add_parser as add_doctor
+
+    add_doctor(commands)  # doctor
     for each in all_parsers(parser):
         each.formatter_class = HelpFormatter
     return parser

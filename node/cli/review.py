@@ -8,9 +8,13 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.cli.settings import add_settings_options, settings_from
 from node.errors import NotFound
+
+if TYPE_CHECKING:
+    from node.review.feedback import Feedback
 
 RESTART = "The node picks this up when it (re)starts."
 
@@ -79,25 +83,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verdict.add_argument(
         "--disagree", dest="agree", action="store_false", help="the result is wrong"
     )
-    feedback.add_argument(
-        "--birads",
-        type=int,
-        choices=range(7),
-        metavar="0-6",
-        help="final BI-RADS assessment, 0-6",
-    )
-    feedback.add_argument(
-        "--pathology",
-        choices=("benign", "malignant", "none"),
-        help="pathology outcome: benign, malignant or none",
-    )
-    feedback.add_argument(
-        "--satisfaction",
-        type=int,
-        choices=range(1, 6),
-        metavar="1-5",
-        help="how useful the result was, 1-5",
-    )
+    feedback.add_argument("--birads", type=int, help="final BI-RADS assessment, 0-6")
+    feedback.add_argument("--pathology", help="pathology outcome: benign, malignant or none")
+    feedback.add_argument("--satisfaction", type=int, help="how useful the result was, 1-5")
     feedback.add_argument("--finding", type=int, default=0, help="finding number (0: the exam)")
     feedback.add_argument("--comment", help="free text (kept in the database, never exported)")
     feedback.add_argument("--out", type=Path, help="export: the CSV file to write")
@@ -158,7 +146,7 @@ def cmd_models_shadow(args: argparse.Namespace) -> int:
 def cmd_feedback(args: argparse.Namespace) -> int:
     from node.errors import InvalidFeedback
     from node.jobs.store import JobStore, create_engine
-    from node.review.feedback import Feedback, FeedbackStore
+    from node.review.feedback import FeedbackStore
 
     export = args.target == "export"
     if export and args.out is None:
@@ -166,6 +154,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if not export:
         if not args.target.isdigit():
             raise InvalidFeedback(f"expected a job number or 'export', got {args.target!r}")
+        # The values first: `--birads 9` is wrong whatever else is missing.
+        _feedback(args, agree=bool(args.agree))
         if args.agree is None:
             raise InvalidFeedback("say --agree or --disagree")
     settings = settings_from(args)
@@ -175,15 +165,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         rows = store.export_csv(args.out)
         print(f"wrote {rows} label rows to {args.out}", file=sys.stderr)
         return 0
-    feedback = Feedback(
-        job_id=int(args.target),
-        agree=args.agree,
-        finding=args.finding,
-        birads=args.birads,
-        pathology=args.pathology,
-        satisfaction=args.satisfaction,
-        comment=args.comment,
-    )
+    feedback = _feedback(args, agree=args.agree)
     try:
         recorded = store.record(feedback)
     except KeyError as error:  # until node.jobs.store raises NotFound itself
@@ -191,3 +173,18 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     recorded.pop("comment", None)
     print(json.dumps(recorded))
     return 0
+
+
+def _feedback(args: argparse.Namespace, *, agree: bool) -> Feedback:
+    """The feedback the options say; InvalidFeedback names the first wrong value."""
+    from node.review.feedback import Feedback
+
+    return Feedback(
+        job_id=int(args.target),
+        agree=agree,
+        finding=args.finding,
+        birads=args.birads,
+        pathology=args.pathology,
+        satisfaction=args.satisfaction,
+        comment=args.comment,
+    )

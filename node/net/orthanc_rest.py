@@ -67,6 +67,17 @@ class OrthancRest:
         result: dict[str, Any] = self._get("/system")
         return result
 
+    def plugins(self) -> list[str]:
+        """The plugins Orthanc loaded (the node needs ``python`` and ``dicom-web``)."""
+        return [str(name) for name in self._get("/plugins")]
+
+    def now(self) -> str:
+        """Orthanc's clock, UTC, as ``YYYYMMDDTHHMMSS`` (its ``/tools/now``)."""
+        response = request(self._http, PEER, "GET", "/tools/now")
+        if response.status_code != 200:
+            raise FinalError(f"{PEER}: HTTP {response.status_code} on /tools/now")
+        return response.text.strip()
+
     def changes(self, since: int, limit: int = 100) -> tuple[list[Change], int, bool]:
         """One page of the change log: (changes, last seq, done)."""
         answer = self._get("/changes", since=since, limit=limit)
