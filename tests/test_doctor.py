@@ -3,16 +3,19 @@ the node given only its data folder; a closed port is a FAIL line and exit 1."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 import yaml
 
 from node.config import load_settings
 from node.runtime.runfile import write_runtime_file
+from node.synthetic.dicom import write_exam
 from tests.harness import NodeProcess, free_port, make_settings, needs_orthanc, start_orthanc
 
 
@@ -75,6 +78,15 @@ def test_every_command_reaches_the_node_through_its_data_folder(tmp_path: Path) 
         assert jobs.returncode == 0 and "no node runs" not in jobs.stderr, jobs.stderr
         dead = run_cli("deliveries", "--dead", env=only_the_folder)
         assert dead.returncode == 0, dead.stderr
+
+        exam = write_exam(tmp_path / "exam", seed=21)
+        sent = run_cli("send", *map(str, exam), env=only_the_folder)  # the node's port and AE
+        assert sent.returncode == 0, sent.stderr
+        study = str(pydicom.dcmread(exam[0], stop_before_pixels=True).StudyInstanceUID)
+        routing = run_cli("routing", "test", "--study", study, "--json", env=only_the_folder)
+        assert routing.returncode == 0, routing.stderr
+        rules = [json.loads(line)["rule"] for line in routing.stdout.splitlines()]
+        assert rules.count("routed") == len(exam), routing.stdout
 
         doctor = run_cli("doctor", env=only_the_folder)
         checks = lines(doctor)

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from node.cli.doctor import add_parser as add_doctor
 
     add_doctor(commands)  # doctor
+    from node.cli.routing import add_parser as add_routing
+
+    add_routing(commands)  # routing test
     for each in all_parsers(parser):
         each.formatter_class = HelpFormatter
     return parser

@@ -111,6 +111,15 @@ class OrthancRest:
             header=tags if isinstance(tags, dict) else {},
         )
 
+    def find_instances(self, study_instance_uid: str) -> list[str]:
+        """Orthanc's ids of the instances of one study (by its StudyInstanceUID)."""
+        found = self._call(
+            "POST",
+            "/tools/find",
+            json={"Level": "Instance", "Query": {"StudyInstanceUID": study_instance_uid}},
+        )
+        return [str(orthanc_id) for orthanc_id in found]
+
     def study_instance_count(self, study_instance_uid: str) -> int:
         found = self._call(
             "POST",
