@@ -150,6 +150,14 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if not configured.console_users:
+        user = settings.console_users[0]
+        print(
+            f"Admin console user {user.name!r}, generated password {user.password!r} "
+            "(set MAMMO_NODE_CONSOLE_USERS to choose the console's users and roles)",
+            file=sys.stderr,
+            flush=True,
+        )
     if not embedded and (not configured.http_password or not configured.api_token):
         raise ConfigError(
             "serve needs MAMMO_NODE_HTTP_PASSWORD and MAMMO_NODE_API_TOKEN (those of the Orthanc plugin)"
@@ -185,10 +193,13 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
         print(
             f"mammo-node ready: DICOM {settings.aet}@127.0.0.1:{settings.dicom_port}, "
             f"Orthanc {settings.orthanc_base_url}, API http://{settings.api_host}:{settings.api_port} "
-            f"(/healthz, /metrics). {NOT_FOR_CLINICAL_USE}",
+            f"(/healthz, /metrics), admin console http://{settings.api_host}:{settings.api_port}/. "
+            f"{NOT_FOR_CLINICAL_USE}",
             file=sys.stderr,
             flush=True,
         )
+        if node.model_warning:
+            print(f"mammo-node: WARNING: {node.model_warning}", file=sys.stderr, flush=True)
         if viewer is not None:
             print(f"OHIF viewer: {viewer.url}", file=sys.stderr, flush=True)
         if getattr(args, "demo", False):

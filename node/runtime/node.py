@@ -24,12 +24,15 @@ from node.jobs.store import Job, JobStore, create_engine
 from node.jobs.worker import Worker
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
+from node.models.trained_on import synthetic_only_warning
 from node.net.dicomweb import DicomWebClient
 from node.net.orthanc_rest import OrthancRest
 from node.observability.metrics import NodeMetrics
 from node.observability.review_metrics import register_review_metrics
 from node.review.feedback import FeedbackStore
 from node.review.shadow import ShadowStore, shadow_runner_for
+from node.runtime.checks import Check, run_checks
+from node.runtime.runfile import read_runtime_file
 from node.writers.outputs import BuildOptions
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,7 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.api_token = settings.api_token
-        self.admin_credentials = (settings.http_user, settings.http_password)
+        self.console_users = settings.console_users
         self.bus = EventBus()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(create_engine(settings.effective_database_url))
@@ -168,6 +171,15 @@ class Node:
             "live": f"{self.model.spec.model_id}/{self.model.spec.version}",
             "shadow": shadow.ref if shadow is not None else None,
         }
+
+    @property
+    def model_warning(self) -> str | None:
+        """Said on every console page while the live model is synthetic-only."""
+        return synthetic_only_warning(self.model.spec)
+
+    def checks(self) -> list[Check]:
+        """``mammo-node doctor``'s checks, for the console's health page."""
+        return run_checks(self.settings, read_runtime_file(self.settings.data_dir))
 
     def stable_study(self, orthanc_study_id: str) -> None:
         try:
