@@ -64,6 +64,8 @@ class ConsoleServices(JobServices, ReviewServices, DeliveryServices, Protocol):
 
     def checks(self) -> Sequence[Check]: ...
 
+    def refresh_models(self) -> None: ...
+
 
 def effective_configuration(settings: Settings) -> dict[str, Any]:
     """The settings as the node runs them, secrets replaced by '***'."""
@@ -232,6 +234,7 @@ def console_router(node: ConsoleServices, authenticated: Any) -> APIRouter:
             )
         except MammoNodeError as error:
             return back("/models", error=str(error))
+        node.refresh_models()  # in effect now; inferences in flight finish first
         return back("/models", done=f"{entry.model} is live (was {entry.previous})")
 
     @router.post("/models/rollback")
@@ -241,6 +244,7 @@ def console_router(node: ConsoleServices, authenticated: Any) -> APIRouter:
             entry = node.lifecycle.rollback(_reason(form, who))
         except MammoNodeError as error:
             return back("/models", error=str(error))
+        node.refresh_models()  # in effect now; inferences in flight finish first
         return back("/models", done=f"{entry.model} is live again (was {entry.previous})")
 
     @router.post("/models/shadow")
@@ -250,6 +254,7 @@ def console_router(node: ConsoleServices, authenticated: Any) -> APIRouter:
             entry = node.lifecycle.set_shadow(form.get("ref") or None, _reason(form, who))
         except MammoNodeError as error:
             return back("/models", error=str(error))
+        node.refresh_models()  # in effect now; inferences in flight finish first
         done = f"{entry.model} runs in shadow" if entry.model else "shadow mode is off"
         return back("/models", done=done)
 

@@ -370,7 +370,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     """From the running node's API; from the job database, said so, when none runs."""
+    from node.cli.review import warn_if_synthetic
+    from node.models.lifecycle import live_model_ref
+
     settings = settings_from(args)
+    warn_if_synthetic(settings.models_dir, live_model_ref(settings.models_dir, settings.model))
     running = running_node(settings)
     if running is not None:
         from node.cli.client import NodeClient

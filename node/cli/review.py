@@ -16,7 +16,7 @@ from node.errors import NotFound
 if TYPE_CHECKING:
     from node.review.feedback import Feedback
 
-RESTART = "The node picks this up when it (re)starts."
+RESTART = "A running node switches at its next job (jobs in flight finish first)."
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,6 +101,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     lifecycle = ModelLifecycle(settings_from(args).models_dir)
     for entry in lifecycle.models():
+        if entry.live:
+            warn_if_synthetic(lifecycle.models_dir, entry.ref)
         if args.json:
             print(json.dumps(asdict(entry)))
             continue
@@ -188,3 +190,14 @@ def _feedback(args: argparse.Namespace, *, agree: bool) -> Feedback:
         satisfaction=args.satisfaction,
         comment=args.comment,
     )
+
+
+def warn_if_synthetic(models_dir: Path, ref: str) -> None:
+    """Honest defaults: a synthetic-only live model is said on stderr by every command
+    that shows its results or its place."""
+    from node.models.registry import find_model
+    from node.models.trained_on import synthetic_only_warning
+
+    warning = synthetic_only_warning(find_model(models_dir, ref).spec)
+    if warning:
+        print(f"mammo-node: WARNING: {warning}", file=sys.stderr)

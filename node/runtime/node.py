@@ -18,12 +18,11 @@ from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, JobTransitioned
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
-from node.jobs.pipeline import ExamPipeline
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore, create_engine
 from node.jobs.worker import Worker
 from node.models.lifecycle import ModelLifecycle, live_model_ref
-from node.models.registry import load_model
+from node.models.registry import LoadedModel, load_model
 from node.models.trained_on import synthetic_only_warning
 from node.net.dicomweb import DicomWebClient
 from node.net.orthanc_rest import OrthancRest
@@ -32,6 +31,7 @@ from node.observability.review_metrics import register_review_metrics
 from node.review.feedback import FeedbackStore
 from node.review.shadow import ShadowStore, shadow_runner_for
 from node.runtime.checks import Check, run_checks
+from node.runtime.current_model import CurrentModel, SwitchingPipeline
 from node.runtime.runfile import read_runtime_file
 from node.writers.outputs import BuildOptions
 
@@ -88,7 +88,7 @@ class Node:
             settings.data_dir / "outbox",
         )
         self.metrics.watch_deliveries(self.deliveries.counts)
-        self.pipeline = ExamPipeline(
+        self.pipeline = SwitchingPipeline(
             self.model,
             source,
             self.deliveries,
@@ -103,12 +103,26 @@ class Node:
         self.pipeline.shadow = shadow_runner_for(
             settings.models_dir, f"{spec.model_id}/{spec.version}", self.shadow_results
         )
+        # promote / rollback / shadow take effect at the next inference (node.runtime.current_model).
+        self.pipeline.current = CurrentModel(
+            self.pipeline,
+            settings.models_dir,
+            self.shadow_results,
+            pinned=bool(settings.model.strip()),
+            on_switch=self._model_switched,
+        )
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
         self.workers = [
             Worker(self.store, self.pipeline, self.bus, settings) for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _model_switched(self, model: LoadedModel) -> None:
+        self.model = model
+        ref = f"{model.spec.model_id}/{model.spec.version}"
+        self.intake.model_ref = ref  # exams from now on are jobs of the new live model
+        self.metrics.set_model(model.spec.model_id, model.spec.version)
 
     def _transitioned(
         self, job: Job, old: JobState | None, new: JobState, reason: str | None
@@ -171,6 +185,11 @@ class Node:
             "live": f"{self.model.spec.model_id}/{self.model.spec.version}",
             "shadow": shadow.ref if shadow is not None else None,
         }
+
+    def refresh_models(self) -> None:
+        """Follow registry.yaml now (after a console action) rather than at the next job."""
+        if self.pipeline.current is not None:
+            self.pipeline.current.refresh()
 
     @property
     def model_warning(self) -> str | None:
