@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="show libraries' log lines and the traceback of an error",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_node_commands(commands)  # up, serve, predict, send, synth, jobs
+    add_node_commands(commands)  # up, serve, predict, send, synth
+    from node.cli.jobs import add_parser as add_jobs
+
+    add_jobs(commands)  # jobs
     try:
         from node.cli.variants import add_parser as add_variants
     except ImportError:  # pragma: no cover - the variants package is optional

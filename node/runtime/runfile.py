@@ -62,7 +62,6 @@ def runtime_path(data_dir: Path) -> Path:
 def write_runtime_file(settings: Settings, viewer_url: str | None = None) -> Path:
     """Record the running node (this process) in its data folder, readable by its owner."""
     values = {name: getattr(settings, name) for name in RUNTIME_SETTINGS}
-    values["orthanc_url"] = settings.orthanc_base_url
     running = RunningNode(
         pid=os.getpid(),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
