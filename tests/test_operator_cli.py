@@ -196,6 +196,7 @@ def test_commands_follow_the_node_running_with_their_data_folder(tmp_path: Path)
     settings = settings_from(settings_parser().parse_args(["--data-dir", str(tmp_path)]))
     assert (settings.http_port, settings.dicom_port) == (18042, 14242)
     assert settings.http_password == "secret"
+    assert settings.models_dir == node.models_dir.resolve()  # `models promote` edits its registry
     # An option on the command line still wins.
     args = settings_parser().parse_args(["--data-dir", str(tmp_path), "--http-port", "9000"])
     assert settings_from(args).http_port == 9000

@@ -29,12 +29,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="model versions, live/shadow, evaluation summary")
-    add_settings_options(listing, "models_dir")
+    add_settings_options(listing, "models_dir", "data_dir")
     listing.add_argument("--json", action="store_true", help="one JSON object per model")
     listing.set_defaults(handler=cmd_models_list)
 
     promote = actions.add_parser("promote", help="make ID/VERSION the live model")
-    add_settings_options(promote, "models_dir")
+    add_settings_options(promote, "models_dir", "data_dir")
     promote.add_argument("ref", metavar="ID/VERSION", help="the model version to make live")
     promote.add_argument("--reason", help="why (recorded in the history)")
     promote.add_argument(
@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     promote.set_defaults(handler=cmd_models_promote)
 
     rollback = actions.add_parser("rollback", help="return to the previous live model")
-    add_settings_options(rollback, "models_dir")
+    add_settings_options(rollback, "models_dir", "data_dir")
     rollback.add_argument("--reason", help="why (recorded in the history)")
     rollback.set_defaults(handler=cmd_models_rollback)
 
@@ -55,7 +55,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Shadow results are stored per job with their agreement with the live "
         "model (GET /api/v1/models, metric mammo_node_shadow_agreement_ratio).",
     )
-    add_settings_options(shadow, "models_dir")
+    add_settings_options(shadow, "models_dir", "data_dir")
     target = shadow.add_mutually_exclusive_group(required=True)
     target.add_argument("ref", nargs="?", metavar="ID/VERSION", help="the model to run in shadow")
     target.add_argument("--off", action="store_true", help="stop shadow mode")

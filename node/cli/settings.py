@@ -84,6 +84,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for name in RUNTIME_SETTINGS
         if name in running.settings and overrides.get(name) is None
     }
+    if "models_dir" in followed:
+        followed["models_dir"] = Path(followed["models_dir"])
     return replace(settings, **followed)
 
 

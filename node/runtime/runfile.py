@@ -34,6 +34,7 @@ RUNTIME_SETTINGS = (
     "http_user",
     "http_password",
     "api_token",
+    "models_dir",  # so that `models promote` changes the registry the node follows
 )
 
 
@@ -48,7 +49,7 @@ class RunningNode:
     api_url: str
     orthanc_url: str
     viewer_url: str
-    settings: dict[str, Any]  # RUNTIME_SETTINGS, as the node runs them
+    settings: dict[str, Any]  # RUNTIME_SETTINGS, as the node runs them (paths as text)
 
     @property
     def api_token(self) -> str:
@@ -62,6 +63,7 @@ def runtime_path(data_dir: Path) -> Path:
 def write_runtime_file(settings: Settings, viewer_url: str | None = None) -> Path:
     """Record the running node (this process) in its data folder, readable by its owner."""
     values = {name: getattr(settings, name) for name in RUNTIME_SETTINGS}
+    values["models_dir"] = str(settings.models_dir.resolve())
     running = RunningNode(
         pid=os.getpid(),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
