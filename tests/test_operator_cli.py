@@ -143,6 +143,13 @@ def test_send_to_a_closed_port_says_so(tmp_path: Path) -> None:
     assert "connection refused" in stderr
 
 
+def test_send_says_a_refusal_in_one_line(tmp_path: Path) -> None:
+    files = write_exam(tmp_path / "exam", seed=3)[:1]
+    result = run_cli("send", str(files[0]), "--port", str(free_port()), "--timeout", "2")
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("sending ")]
+    assert len(lines) == 1 and lines[0].startswith("mammo-node: "), result.stderr
+
+
 def test_send_to_a_silent_peer_ends_within_its_timeout(tmp_path: Path, silent_peer: int) -> None:
     files = write_exam(tmp_path / "exam", seed=3)[:1]
     started = time.monotonic()

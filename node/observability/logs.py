@@ -75,3 +75,5 @@ def configure_command_logging(debug: bool = False) -> None:
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     quiet_libraries(debug)
+    if not debug:  # its failures reach the operator once, translated (node.net.dimse)
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
