@@ -145,6 +145,36 @@ class Destination:
         return f"DICOMweb {self.url}"
 
 
+CONSOLE_ROLES = ("viewer", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """A person who may use the admin console and the node's API with a password.
+
+    viewer: reads everything but the configuration; operator: also re-queues, re-sends and
+    promotes / rolls back models; admin: also sees the effective configuration. These are
+    the node's own credentials, never Orthanc's (``http_user``), which can delete studies.
+    """
+
+    name: str
+    password: str
+    role: str = "viewer"
+
+    def __post_init__(self) -> None:
+        if not self.name or ":" in self.name:
+            raise ConfigError(f"console user {self.name!r}: a name without ':' is needed")
+        if self.role not in CONSOLE_ROLES:
+            raise ConfigError(
+                f"console user {self.name}: role must be one of {', '.join(CONSOLE_ROLES)}"
+            )
+        if len(self.password) < 8:
+            raise ConfigError(f"console user {self.name}: password of at least 8 characters")
+
+    def __repr__(self) -> str:  # never the password, in logs or tracebacks
+        return f"ConsoleUser(name={self.name!r}, role={self.role!r})"
+
+
 @dataclass(frozen=True)
 class PromotionMargins:
     """How much worse than the live model a candidate may be on the locked validation set."""
@@ -195,6 +225,8 @@ class Settings:
     promotion: PromotionMargins = field(default_factory=PromotionMargins)
     # Language of the human-readable summaries (Secondary Capture and PDF report).
     summary_language: str = "en"
+    # People of the admin console and the API; empty: one "admin" with a generated password.
+    console_users: tuple[ConsoleUser, ...] = ()
 
     def __post_init__(self) -> None:
         validate_ae_title(self.aet)
@@ -233,6 +265,15 @@ class Settings:
                 )
         if not 0 <= self.assembly_timeout_seconds <= 86400:
             raise ConfigError("assembly_timeout_seconds must be 0-86400")
+        users = [user.name for user in self.console_users]
+        if len(set(users)) != len(users):
+            raise ConfigError(f"console user names must be unique, got {', '.join(users)}")
+        for user in self.console_users:
+            if self.http_password and user.password == self.http_password:
+                raise ConfigError(
+                    f"console user {user.name}: use a password other than Orthanc's "
+                    "(http_password gives full control of Orthanc)"
+                )
 
     @property
     def orthanc_base_url(self) -> str:
@@ -266,10 +307,12 @@ class Settings:
 
     def with_secrets(self) -> Settings:
         """Fill in the generated secrets; called once by the composition root."""
+        users = self.console_users or (ConsoleUser("admin", secrets.token_urlsafe(12), "admin"),)
         return replace(
             self,
             http_password=self.http_password or secrets.token_urlsafe(18),
             api_token=self.api_token or secrets.token_urlsafe(24),
+            console_users=users,
         )
 
 
@@ -298,6 +341,11 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             return tuple(Modality(**dict(item)) for item in value)
         if name == "promotion":
             return PromotionMargins(**dict(value))
+        if name == "console_users":
+            return tuple(
+                item if isinstance(item, ConsoleUser) else ConsoleUser(**dict(item))
+                for item in value
+            )
         if name == "destinations":
             return tuple(_destination(dict(item)) for item in value)
         if name == "expected_views":
@@ -353,7 +401,7 @@ def load_settings(
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        if name in {"modalities", "destinations", "routing", "promotion"}:
+        if name in {"modalities", "destinations", "routing", "promotion", "console_users"}:
             raw_value: Any = yaml.safe_load(raw)
         else:
             raw_value = raw

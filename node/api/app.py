@@ -1,37 +1,33 @@
 """The node's HTTP API: one app, its routers, one exception→status table.
 
 Health and Prometheus metrics are open; every /api/v1 route (the plugin's change notifications,
-jobs, routing, deliveries, models, feedback) needs the plugin's token or the admin's basic
-credentials. Orthanc's own API stays behind its basic auth. Routes raise the node's exceptions;
+jobs, routing, deliveries, models, feedback) needs the plugin's token or a console user's basic
+credentials, with the role its method needs (``node.api.auth``). Orthanc's own API stays behind its basic auth. Routes raise the node's exceptions;
 ``node.api.errors`` answers them.
 
 No ``from __future__ import annotations`` here: FastAPI reads the annotations at run time.
 """
 
-import secrets
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Response
-from fastapi.security import (
-    HTTPAuthorizationCredentials,
-    HTTPBasic,
-    HTTPBasicCredentials,
-    HTTPBearer,
-)
+from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from node.api.auth import authenticator
+from node.api.console import ConsoleServices, console_router
 from node.api.deliveries import delivery_router
 from node.api.errors import add_error_handlers
 from node.api.jobs import JobServices, jobs_router
 from node.api.review import ReviewServices, review_router
+from node.config import ConsoleUser
 
 
-class NodeServices(JobServices, ReviewServices, Protocol):
+class NodeServices(ConsoleServices, JobServices, ReviewServices, Protocol):
     """What the API needs of the running node (the composition root provides it)."""
 
     registry: CollectorRegistry
     api_token: str
-    admin_credentials: tuple[str, str]
+    console_users: tuple[ConsoleUser, ...]
 
     def health(self) -> dict[str, Any]: ...
 
@@ -43,22 +39,7 @@ def create_api(node: NodeServices) -> FastAPI:
         version="0.1.0",
     )
     add_error_handlers(app)
-    bearer = HTTPBearer(auto_error=False)
-    basic = HTTPBasic(auto_error=False)
-
-    def authorised(
-        token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-        credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)],
-    ) -> None:
-        if token is not None and secrets.compare_digest(token.credentials, node.api_token):
-            return
-        if credentials is not None:
-            user, password = node.admin_credentials
-            if secrets.compare_digest(credentials.username, user) and secrets.compare_digest(
-                credentials.password, password
-            ):
-                return
-        raise HTTPException(401, "authentication required", headers={"WWW-Authenticate": "Basic"})
+    authenticated = authenticator(node.api_token, node.console_users)
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, Any]:
@@ -71,8 +52,9 @@ def create_api(node: NodeServices) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(node.registry), media_type=CONTENT_TYPE_LATEST)
 
-    auth = [Depends(authorised)]
+    auth = [Depends(authenticated)]
     app.include_router(jobs_router(node), dependencies=auth)  # changes, jobs, routing
     app.include_router(review_router(node), dependencies=auth)  # models, feedback
     app.include_router(delivery_router(node), dependencies=auth)  # deliveries, resend
+    app.include_router(console_router(node, authenticated))  # the admin console at /
     return app

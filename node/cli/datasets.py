@@ -8,6 +8,7 @@ from pathlib import Path
 from node.cli.settings import add_settings_options, settings_from
 from node.datasets.importers import FORMATS, ImportOptions, run_import, summarise_rejections
 from node.datasets.manifest import (
+    DATASET_YAML,
     read_dataset_info,
     read_manifest,
     write_dataset_info,
@@ -15,6 +16,7 @@ from node.datasets.manifest import (
 )
 from node.datasets.report import format_summary, write_report
 from node.datasets.split import assign_splits
+from node.errors import DatasetError
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,7 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="FILE",
         help="a file with one StudyInstanceUID per line",
     )
-    fetch.add_argument("--out", type=Path, required=True, metavar="OUT")
+    fetch.add_argument(
+        "--out", type=Path, required=True, metavar="OUT", help="folder for the fetched files"
+    )
     add_settings_options(fetch)
     fetch.set_defaults(handler=cmd_fetch)
 
@@ -130,10 +134,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "her worst label, with a fixed seed. Never by image.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    split.add_argument("dataset", type=Path, metavar="DATASET")
-    split.add_argument("--val-fraction", type=float, default=0.3)
-    split.add_argument("--test-fraction", type=float, default=0.0)
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("dataset", type=Path, metavar="DATASET", help="an imported dataset folder")
+    split.add_argument(
+        "--val-fraction", type=float, default=0.3, help="share of patients in the val split"
+    )
+    split.add_argument(
+        "--test-fraction", type=float, default=0.0, help="share of patients in the test split"
+    )
+    split.add_argument("--seed", type=int, default=0, help="split seed")
     split.set_defaults(handler=cmd_split)
 
     report = commands.add_parser(
@@ -142,7 +150,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Print counts per label, abnormality, density, laterality, view and split, "
         "warn about imbalance, and write report.json + report.png (into DATASET or --out).",
     )
-    report.add_argument("dataset", type=Path, metavar="DATASET")
+    report.add_argument(
+        "dataset", type=Path, metavar="DATASET", help="an imported dataset folder (data import)"
+    )
     report.add_argument("--out", type=Path, help="folder for report.json/png (default DATASET)")
     report.set_defaults(handler=cmd_report)
 
@@ -192,6 +202,12 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if not (args.dataset / DATASET_YAML).is_file():
+        raise DatasetError(
+            f"{args.dataset} is not an imported dataset (no {DATASET_YAML}); import it "
+            f"first: mammo-node data import {args.dataset} --out DATASET --format "
+            f"{'|'.join(FORMATS)}, then: mammo-node data report DATASET"
+        )
     summary = write_report(args.dataset, args.out)
     print(format_summary(summary))
     print(f"wrote {(args.out or args.dataset) / 'report.png'} and report.json")

@@ -17,7 +17,7 @@ def add_parser(commands: Any) -> None:
         "answers, 1 when not, 2 for an unknown destination.",
     )
     echo.add_argument("destination", metavar="DEST", help="a destination name from the config")
-    add_settings_options(echo)
+    add_settings_options(echo, "data_dir")
     echo.set_defaults(handler=cmd_echo)
 
 

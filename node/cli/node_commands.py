@@ -1,5 +1,6 @@
-"""The node's own commands: ``up`` and ``serve`` run it; ``predict``, ``send``, ``synth`` and
-``jobs`` are the tools around it (wired into ``node.cli.main`` by ``add_parser``)."""
+"""The node's own commands: ``up`` and ``serve`` run it; ``predict``, ``send`` and ``synth``
+are the tools around it (wired into ``node.cli.main`` by ``add_parser``; ``jobs`` is in
+``node.cli.jobs``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cli.settings import NODE_OPTIONS, add_settings_options, settings_from
+from node.cli.settings import (
+    NODE_OPTIONS,
+    add_settings_options,
+    node_settings_from,
+    settings_from,
+)
 from node.config import Settings
 from node.errors import ConfigError, MammoNodeError
+from node.jobs.states import JobState
 
 log = logging.getLogger("node.cli")
 
@@ -23,7 +30,7 @@ NOT_FOR_CLINICAL_USE = "Results are NOT FOR CLINICAL USE: the shipped models are
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add up, serve, predict, send, synth and jobs to the CLI's subcommands."""
+    """Add up, serve, predict, send and synth to the CLI's subcommands."""
     up = commands.add_parser(
         "up",
         help="run the embedded node: Orthanc + API + workers (foreground)",
@@ -40,7 +47,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.set_defaults(handler=cmd_up)
 
     serve = commands.add_parser(
-        "serve", help="run API + workers against an existing Orthanc (MAMMO_NODE_ORTHANC_URL)"
+        "serve",
+        help="run API + workers against an existing Orthanc (MAMMO_NODE_ORTHANC_URL)",
+        description="Runs the node's HTTP API and its workers beside an Orthanc you run "
+        "yourself, with the plugin installed: its URL is the setting `orthanc_url` "
+        "(MAMMO_NODE_ORTHANC_URL, default http://127.0.0.1:<http_port>); MAMMO_NODE_HTTP_USER "
+        "/ MAMMO_NODE_HTTP_PASSWORD are its credentials and MAMMO_NODE_API_TOKEN the plugin's "
+        "token. Like `up`, it writes node.json into the data folder so the other commands "
+        "find it.",
     )
     add_settings_options(serve, *NODE_OPTIONS)
     serve.set_defaults(handler=cmd_serve)
@@ -52,35 +66,48 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "pixel coordinates of the input image. Reads DICOM, PNG and PGM.",
     )
     add_settings_options(predict, "model")
-    predict.add_argument("files", nargs="+", type=Path, metavar="FILES")
+    predict.add_argument(
+        "files", nargs="+", type=Path, metavar="FILES", help="DICOM, PNG or PGM image files"
+    )
     predict.set_defaults(handler=cmd_predict)
 
-    send = commands.add_parser("send", help="C-STORE DICOM files or folders to a DICOM node")
-    send.add_argument("files", nargs="+", type=Path, metavar="FILES")
-    send.add_argument("--host", default="127.0.0.1")
-    send.add_argument("--port", type=int, default=4242)
-    send.add_argument("--called-aet", default="MAMMONODE")
-    send.add_argument("--calling-aet", default="MODALITY1")
+    send = commands.add_parser(
+        "send",
+        help="C-STORE DICOM files or folders to a DICOM node",
+        description="Sends every DICOM file (folders recursively) in one association and "
+        "prints {sent, failed}. A refused or silent peer ends the command within --timeout "
+        "seconds with the reason.",
+    )
+    send.add_argument("files", nargs="+", type=Path, metavar="FILES", help="DICOM files or folders")
+    send.add_argument("--host", default="127.0.0.1", help="the receiver's host")
+    send.add_argument(
+        "--port", type=int, help="the receiver's DICOM port (default: the running node's)"
+    )
+    send.add_argument("--called-aet", help="the receiver's AE title (default: the running node's)")
+    send.add_argument(
+        "--calling-aet",
+        default="MODALITY1",
+        help="the AE title to send as (the node accepts its configured modalities only)",
+    )
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the association and for each answer",
+    )
+    add_settings_options(send, "data_dir")
     send.set_defaults(handler=cmd_send)
 
     synth = commands.add_parser(
         "synth", help="write a synthetic 4-view screening exam (phantom) as DICOM"
     )
-    synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--seed", type=int, default=1)
+    synth.add_argument("--out", type=Path, required=True, help="folder for the DICOM files")
+    synth.add_argument("--seed", type=int, default=1, help="random seed of the phantom")
     synth.add_argument("--lesions", type=int, default=1, help="masses per image")
     synth.add_argument(
         "--modality", choices=["MG", "MR"], default="MG", help="MR: a breast DCE-MRI study"
     )
     synth.set_defaults(handler=cmd_synth)
-
-    jobs = commands.add_parser(
-        "jobs", help="list jobs, or show one job's history (reads the job database)"
-    )
-    jobs.add_argument("job_id", nargs="?", type=int)
-    add_settings_options(jobs, "data_dir")
-    jobs.add_argument("--state", help="only jobs in this state")
-    jobs.set_defaults(handler=cmd_jobs)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -98,14 +125,23 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
     from node.observability.logs import configure_logging
     from node.runtime.embedded import EmbeddedOrthanc
     from node.runtime.node import Node
+    from node.runtime.runfile import remove_runtime_file, write_runtime_file
 
-    configured = settings_from(args)
+    configured = node_settings_from(args)
     settings = configured.with_secrets()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, debug=getattr(args, "debug", False))
     if embedded and not configured.http_password:
         print(
             f"Orthanc HTTP user {settings.http_user!r}, generated password {settings.http_password!r} "
             "(set MAMMO_NODE_HTTP_PASSWORD to choose one)",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not configured.console_users:
+        user = settings.console_users[0]
+        print(
+            f"Admin console user {user.name!r}, generated password {user.password!r} "
+            "(set MAMMO_NODE_CONSOLE_USERS to choose the console's users and roles)",
             file=sys.stderr,
             flush=True,
         )
@@ -140,13 +176,17 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
         server_thread = threading.Thread(target=server.run, name="api", daemon=True)
         server_thread.start()
         viewer = _start_viewer(settings) if embedded else None
+        write_runtime_file(settings, viewer.url if viewer is not None else None)
         print(
             f"mammo-node ready: DICOM {settings.aet}@127.0.0.1:{settings.dicom_port}, "
             f"Orthanc {settings.orthanc_base_url}, API http://{settings.api_host}:{settings.api_port} "
-            f"(/healthz, /metrics). {NOT_FOR_CLINICAL_USE}",
+            f"(/healthz, /metrics), admin console http://{settings.api_host}:{settings.api_port}/. "
+            f"{NOT_FOR_CLINICAL_USE}",
             file=sys.stderr,
             flush=True,
         )
+        if node.model_warning:
+            print(f"mammo-node: WARNING: {node.model_warning}", file=sys.stderr, flush=True)
         if viewer is not None:
             print(f"OHIF viewer: {viewer.url}", file=sys.stderr, flush=True)
         if getattr(args, "demo", False):
@@ -164,6 +204,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
             stop.wait(0.5)
         return 0
     finally:
+        remove_runtime_file(settings.data_dir)
         if viewer is not None:
             viewer.stop()
         if server is not None:
@@ -198,7 +239,6 @@ def _start_viewer(settings: Settings) -> Any:
 def _demo(settings: Settings, node: Any, stop: threading.Event, viewer_url: str | None) -> None:
     """Send a synthetic exam as MODALITY1, wait for its results, print where to see them."""
     from node.domain import ExamRequest, ExamSummary
-    from node.jobs.states import JobState
     from node.net.dimse import Peer, send
     from node.synthetic.dicom import synthetic_exam
 
@@ -263,13 +303,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from node.inference.predict import predict_paths
     from node.models.lifecycle import live_model_ref
     from node.models.registry import load_model
+    from node.models.trained_on import synthetic_only_warning
 
     settings = settings_from(args)  # --model overrides the setting
     model = load_model(settings.models_dir, live_model_ref(settings.models_dir, settings.model))
+    warning = synthetic_only_warning(model.spec)
+    if warning:
+        print(f"mammo-node: WARNING: {warning}", file=sys.stderr, flush=True)
     failures = 0
     for row in predict_paths(args.files, model):
         failures += "error" in row
         print(json.dumps(row), flush=True)
+    if failures:
+        print(
+            f"mammo-node: {failures} of {len(args.files)} files could not be analysed",
+            file=sys.stderr,
+        )
     return 1 if failures else 0
 
 
@@ -277,7 +326,15 @@ def cmd_send(args: argparse.Namespace) -> int:
     from node.net.dimse import Peer, read_files, send
 
     datasets = read_files(args.files)
-    outcome = send(Peer(args.host, args.port, args.called_aet, args.calling_aet), datasets)
+    settings = settings_from(args)  # the running node's DICOM port and AE title
+    peer = Peer(
+        args.host,
+        args.port or settings.dicom_port,
+        args.called_aet or settings.aet,
+        args.calling_aet,
+    )
+    print(f"sending {len(datasets)} instances to {peer}...", file=sys.stderr, flush=True)
+    outcome = send(peer, datasets, timeout=args.timeout)
     print(
         json.dumps(
             {
@@ -301,32 +358,4 @@ def cmd_synth(args: argparse.Namespace) -> int:
         paths = write_exam(args.out, args.seed, lesions_per_image=args.lesions)
     for path in paths:
         print(path)
-    return 0
-
-
-def cmd_jobs(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from node.db import create_engine
-    from node.domain import ExamSummary
-    from node.jobs.states import JobState
-    from node.jobs.store import JobStore
-
-    settings = settings_from(args)
-    store = JobStore(create_engine(settings.effective_database_url))
-    if args.job_id is not None:
-        job = store.get(args.job_id)
-        view = asdict(job) | {
-            "state": job.state.value,
-            "history": [asdict(e) for e in store.history(job.id)],
-        }
-        print(json.dumps(view, indent=2, default=str))
-        return 0
-    state = JobState(args.state) if args.state else None
-    for job in store.list_jobs(state=state):
-        score = ExamSummary.from_json(job.result).score if job.result else None
-        print(
-            f"{job.id:6d}  {job.state.value:10s}  attempts={job.attempts}  score={score}  "
-            f"{job.study_instance_uid}  {job.last_error or ''}"
-        )
     return 0

@@ -8,10 +8,14 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from node.cli.settings import add_settings_options, settings_from
 
-RESTART = "The node picks this up when it (re)starts."
+if TYPE_CHECKING:
+    from node.review.feedback import Feedback
+
+RESTART = "A running node switches at its next job (jobs in flight finish first)."
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,13 +28,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="model versions, live/shadow, evaluation summary")
-    add_settings_options(listing, "models_dir")
+    add_settings_options(listing, "models_dir", "data_dir")
     listing.add_argument("--json", action="store_true", help="one JSON object per model")
     listing.set_defaults(handler=cmd_models_list)
 
     promote = actions.add_parser("promote", help="make ID/VERSION the live model")
-    add_settings_options(promote, "models_dir")
-    promote.add_argument("ref", metavar="ID/VERSION")
+    add_settings_options(promote, "models_dir", "data_dir")
+    promote.add_argument("ref", metavar="ID/VERSION", help="the model version to make live")
     promote.add_argument("--reason", help="why (recorded in the history)")
     promote.add_argument(
         "--force",
@@ -40,7 +44,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     promote.set_defaults(handler=cmd_models_promote)
 
     rollback = actions.add_parser("rollback", help="return to the previous live model")
-    add_settings_options(rollback, "models_dir")
+    add_settings_options(rollback, "models_dir", "data_dir")
     rollback.add_argument("--reason", help="why (recorded in the history)")
     rollback.set_defaults(handler=cmd_models_rollback)
 
@@ -50,9 +54,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Shadow results are stored per job with their agreement with the live "
         "model (GET /api/v1/models, metric mammo_node_shadow_agreement_ratio).",
     )
-    add_settings_options(shadow, "models_dir")
+    add_settings_options(shadow, "models_dir", "data_dir")
     target = shadow.add_mutually_exclusive_group(required=True)
-    target.add_argument("ref", nargs="?", metavar="ID/VERSION")
+    target.add_argument("ref", nargs="?", metavar="ID/VERSION", help="the model to run in shadow")
     target.add_argument("--off", action="store_true", help="stop shadow mode")
     shadow.add_argument("--reason", help="why (recorded in the history)")
     shadow.set_defaults(handler=cmd_models_shadow)
@@ -64,10 +68,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(or on --finding N, numbered 1..N in image order); `feedback export --out FILE` "
         "writes the labels (UIDs, model version, labels; no names, no comments) as CSV.",
     )
-    feedback.add_argument("target", metavar="JOB_ID|export")
+    feedback.add_argument(
+        "target", metavar="JOB_ID|export", help="the job to give feedback on, or export"
+    )
     verdict = feedback.add_mutually_exclusive_group()
-    verdict.add_argument("--agree", dest="agree", action="store_true", default=None)
-    verdict.add_argument("--disagree", dest="agree", action="store_false")
+    verdict.add_argument(
+        "--agree",
+        dest="agree",
+        action="store_true",
+        default=None,
+        help="the result is right (for the exam, or --finding N)",
+    )
+    verdict.add_argument(
+        "--disagree", dest="agree", action="store_false", help="the result is wrong"
+    )
     feedback.add_argument("--birads", type=int, help="final BI-RADS assessment, 0-6")
     feedback.add_argument("--pathology", help="pathology outcome: benign, malignant or none")
     feedback.add_argument("--satisfaction", type=int, help="how useful the result was, 1-5")
@@ -86,6 +100,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     lifecycle = ModelLifecycle(settings_from(args).models_dir)
     for entry in lifecycle.models():
+        if entry.live:
+            warn_if_synthetic(lifecycle.models_dir, entry.ref)
         if args.json:
             print(json.dumps(asdict(entry)))
             continue
@@ -132,7 +148,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     from node.db import create_engine
     from node.errors import InvalidFeedback
     from node.jobs.store import JobStore
-    from node.review.feedback import Feedback, FeedbackStore
+    from node.review.feedback import FeedbackStore
 
     export = args.target == "export"
     if export and args.out is None:
@@ -140,6 +156,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if not export:
         if not args.target.isdigit():
             raise InvalidFeedback(f"expected a job number or 'export', got {args.target!r}")
+        # The values first: `--birads 9` is wrong whatever else is missing.
+        _feedback(args, agree=bool(args.agree))
         if args.agree is None:
             raise InvalidFeedback("say --agree or --disagree")
     settings = settings_from(args)
@@ -149,16 +167,34 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         rows = store.export_csv(args.out)
         print(f"wrote {rows} label rows to {args.out}", file=sys.stderr)
         return 0
-    feedback = Feedback(
+    feedback = _feedback(args, agree=args.agree)
+    recorded = store.record(feedback)
+    recorded.pop("comment", None)
+    print(json.dumps(recorded))
+    return 0
+
+
+def _feedback(args: argparse.Namespace, *, agree: bool) -> Feedback:
+    """The feedback the options say; InvalidFeedback names the first wrong value."""
+    from node.review.feedback import Feedback
+
+    return Feedback(
         job_id=int(args.target),
-        agree=args.agree,
+        agree=agree,
         finding=args.finding,
         birads=args.birads,
         pathology=args.pathology,
         satisfaction=args.satisfaction,
         comment=args.comment,
     )
-    recorded = store.record(feedback)
-    recorded.pop("comment", None)
-    print(json.dumps(recorded))
-    return 0
+
+
+def warn_if_synthetic(models_dir: Path, ref: str) -> None:
+    """Honest defaults: a synthetic-only live model is said on stderr by every command
+    that shows its results or its place."""
+    from node.models.registry import find_model
+    from node.models.trained_on import synthetic_only_warning
+
+    warning = synthetic_only_warning(find_model(models_dir, ref).spec)
+    if warning:
+        print(f"mammo-node: WARNING: {warning}", file=sys.stderr)

@@ -2,16 +2,22 @@
 adds its options with ``add_settings_options`` and builds them with ``settings_from``.
 
 Settings come from the YAML file (``--config`` or MAMMO_NODE_CONFIG), then the environment,
-then the options a command offers, in that order (``node.config.load_settings``).
+then the options a command offers, in that order (``node.config.load_settings``). When a node
+runs with the same data folder, the ports, URLs and credentials it wrote into its runtime
+file (``node.runtime.runfile``) replace those of the file and the environment, so that every
+command reaches that node; an option given on the command line still wins.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from node.config import Settings, load_settings
+from node.errors import ConfigError
+from node.runtime.runfile import RUNTIME_SETTINGS, RunningNode, read_runtime_file
 
 # The settings a command line may override: the option, its type and its help.
 OPTIONS: dict[str, tuple[str, type, str]] = {
@@ -60,8 +66,41 @@ def add_settings_options(parser: argparse.ArgumentParser, *names: str) -> None:
     parser.set_defaults(settings_overrides=names)
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    """The settings of a command whose parser ``add_settings_options`` prepared."""
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names: tuple[str, ...] = getattr(args, "settings_overrides", ())
-    overrides: dict[str, Any] = {name: getattr(args, name) for name in names}
-    return load_settings(getattr(args, "config", None), overrides=overrides)
+    return {name: getattr(args, name) for name in names}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings of a command whose parser ``add_settings_options`` prepared, following
+    the node that runs with the same data folder, when one does."""
+    overrides = _overrides(args)
+    settings = load_settings(getattr(args, "config", None), overrides=overrides)
+    running = read_runtime_file(settings.data_dir)
+    if running is None:
+        return settings
+    followed = {
+        name: running.settings[name]
+        for name in RUNTIME_SETTINGS
+        if name in running.settings and overrides.get(name) is None
+    }
+    if "models_dir" in followed:
+        followed["models_dir"] = Path(followed["models_dir"])
+    return replace(settings, **followed)
+
+
+def node_settings_from(args: argparse.Namespace) -> Settings:
+    """The settings of ``up`` and ``serve``: refused while a node runs with the same folder."""
+    settings = load_settings(getattr(args, "config", None), overrides=_overrides(args))
+    running = read_runtime_file(settings.data_dir)
+    if running is not None:
+        raise ConfigError(
+            f"a node already runs with data folder {settings.data_dir} (pid {running.pid}, "
+            f"API {running.api_url}); stop it or choose another --data-dir"
+        )
+    return settings
+
+
+def running_node(settings: Settings) -> RunningNode | None:
+    """The node running with ``settings.data_dir``, if any."""
+    return read_runtime_file(settings.data_dir)

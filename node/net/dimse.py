@@ -82,6 +82,14 @@ def _diagnose(peer: Peer, timeout: float) -> str:
     return f"{peer} accepted the connection but aborted before an association was made"
 
 
+def _rejection(assoc: Association) -> str:
+    """The peer's own words of an A-ASSOCIATE-RJ (PS3.8 9.3.4): result, source, reason."""
+    primitive = assoc.acceptor.primitive
+    if primitive is None or primitive.result is None:
+        return "no reason given"
+    return f"{primitive.result_str}, {primitive.source_str}: {primitive.reason_str}"
+
+
 def _c_store(assoc: Association, peer: Peer, dataset: pydicom.Dataset) -> pydicom.Dataset:
     """One C-STORE, pynetdicom's exceptions translated (PS3.7 9.1.1)."""
     uid = dataset.get("SOPInstanceUID", "?")
@@ -115,8 +123,8 @@ def _associate(
         raise ConfigError(f"cannot associate with {peer}: {error}") from error
     if assoc.is_rejected:
         raise PeerUnavailable(
-            f"{peer} rejected the association "
-            f"(calling AE {peer.calling_aet} unknown to it, or wrong called AE title)"
+            f"{peer} rejected the association ({_rejection(assoc)}; "
+            f"calling AE {peer.calling_aet} unknown to it, or wrong called AE title?)"
         )
     if not assoc.is_established:
         raise PeerUnavailable(f"no association with {peer}: {_diagnose(peer, timeout)}")

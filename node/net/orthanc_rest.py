@@ -67,6 +67,17 @@ class OrthancRest:
         result: dict[str, Any] = self._get("/system")
         return result
 
+    def plugins(self) -> list[str]:
+        """The plugins Orthanc loaded (the node needs ``python`` and ``dicom-web``)."""
+        return [str(name) for name in self._get("/plugins")]
+
+    def now(self) -> str:
+        """Orthanc's clock, UTC, as ``YYYYMMDDTHHMMSS`` (its ``/tools/now``)."""
+        response = request(self._http, PEER, "GET", "/tools/now")
+        if response.status_code != 200:
+            raise FinalError(f"{PEER}: HTTP {response.status_code} on /tools/now")
+        return response.text.strip()
+
     def changes(self, since: int, limit: int = 100) -> tuple[list[Change], int, bool]:
         """One page of the change log: (changes, last seq, done)."""
         answer = self._get("/changes", since=since, limit=limit)
@@ -99,6 +110,15 @@ class OrthancRest:
             Manufacturer=text("Manufacturer"),
             header=tags if isinstance(tags, dict) else {},
         )
+
+    def find_instances(self, study_instance_uid: str) -> list[str]:
+        """Orthanc's ids of the instances of one study (by its StudyInstanceUID)."""
+        found = self._call(
+            "POST",
+            "/tools/find",
+            json={"Level": "Instance", "Query": {"StudyInstanceUID": study_instance_uid}},
+        )
+        return [str(orthanc_id) for orthanc_id in found]
 
     def study_instance_count(self, study_instance_uid: str) -> int:
         found = self._call(

@@ -18,20 +18,24 @@ from node.delivery.publishers import publisher_for
 from node.delivery.service import Deliveries
 from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, ExamScored, JobTransitioned
+from node.inference.scoring import ImageModel
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
-from node.jobs.pipeline import ExamPipeline
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 from node.jobs.worker import Worker, WorkerOptions
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
+from node.models.trained_on import synthetic_only_warning
 from node.net.dicomweb import DicomWebClient
 from node.net.orthanc_rest import OrthancRest
 from node.observability.metrics import NodeMetrics
 from node.observability.review_metrics import register_review_metrics
 from node.review.feedback import FeedbackStore
 from node.review.shadow import ShadowStore, shadow_runner_for
+from node.runtime.checks import Check, run_checks
+from node.runtime.current_model import CurrentModel, SwitchingPipeline
+from node.runtime.runfile import read_runtime_file
 from node.writers.outputs import BuildOptions
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ class Node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.api_token = settings.api_token
-        self.admin_credentials = (settings.http_user, settings.http_password)
+        self.console_users = settings.console_users
         self.bus = EventBus()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(create_engine(settings.effective_database_url))
@@ -52,7 +56,7 @@ class Node:
         self.metrics.subscribe(self.bus)
         self.registry: CollectorRegistry = self.metrics.registry
 
-        self.model = load_model(
+        self.model: ImageModel = load_model(
             settings.models_dir, live_model_ref(settings.models_dir, settings.model)
         )
         spec = self.model.spec
@@ -87,7 +91,7 @@ class Node:
             settings.data_dir / "outbox",
         )
         self.metrics.watch_deliveries(self.deliveries.counts)
-        self.pipeline = ExamPipeline(
+        self.pipeline = SwitchingPipeline(
             self.model,
             source,
             self.deliveries,
@@ -104,8 +108,16 @@ class Node:
         self.shadow = shadow_runner_for(
             settings.models_dir, spec.ref, self.shadow_results, settings.expected_views
         )
-        if self.shadow is not None:
-            self.bus.subscribe(ExamScored, self.shadow.run)
+        # promote / rollback / shadow take effect at the next inference (node.runtime.current_model).
+        self.pipeline.current = CurrentModel(
+            self.pipeline,
+            settings.models_dir,
+            self.shadow_results,
+            self.shadow,
+            pinned=bool(settings.model.strip()),
+            on_switch=self._model_switched,
+        )
+        self.bus.subscribe(ExamScored, self._exam_scored)
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
         options = WorkerOptions(
             lease_seconds=settings.lease_seconds,
@@ -118,6 +130,11 @@ class Node:
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _model_switched(self, model: ImageModel) -> None:
+        self.model = model
+        self.intake.model_ref = model.spec.ref  # exams from now on are jobs of the new live model
+        self.metrics.set_model(model.spec.model_id, model.spec.version)
 
     def _transitioned(
         self, job: Job, old: JobState | None, new: JobState, reason: str | None
@@ -172,14 +189,36 @@ class Node:
 
     # -- services for the API -------------------------------------------------------------
 
+    def _exam_scored(self, event: ExamScored) -> None:
+        """The shadow model (whichever is current) scores the exam the live model scored."""
+        current = self.pipeline.current
+        shadow = current.shadow if current is not None else self.shadow
+        if shadow is not None:
+            shadow.run(event)
+
     @property
     def running_models(self) -> dict[str, str | None]:
         """The models this process runs (the registry may have changed since it started)."""
-        shadow = self.shadow
+        current = self.pipeline.current
+        shadow = current.shadow if current is not None else self.shadow
         return {
             "live": self.model.spec.ref,
             "shadow": shadow.ref if shadow is not None else None,
         }
+
+    def refresh_models(self) -> None:
+        """Follow registry.yaml now (after a console action) rather than at the next job."""
+        if self.pipeline.current is not None:
+            self.pipeline.current.refresh()
+
+    @property
+    def model_warning(self) -> str | None:
+        """Said on every console page while the live model is synthetic-only."""
+        return synthetic_only_warning(self.model.spec)
+
+    def checks(self) -> list[Check]:
+        """``mammo-node doctor``'s checks, for the console's health page."""
+        return run_checks(self.settings, read_runtime_file(self.settings.data_dir))
 
     def stable_study(self, orthanc_study_id: str) -> None:
         try:
