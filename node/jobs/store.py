@@ -315,7 +315,7 @@ class JobStore:
             held = [Job.from_row(row) for row in connection.execute(query).mappings()]
         released = []
         for job in held:
-            why = f"{reason}: lease of {job.lease_owner} released in {job.state}"
+            why = f"lease of {job.lease_owner} expired with its node in {job.state} ({reason})"
             moved = self._cas(
                 job,
                 JobState.RETRY,
