@@ -3,17 +3,26 @@
 Never Debian's systemd service (it listens with other plugins on fixed ports): the node
 writes its own config under the data directory and starts ``Orthanc`` itself, with
 ``TCP_NODELAY=1`` (DCMTK leaves Nagle on, which caps small C-STORE at ~11/s on loopback).
+
+Orthanc dies with its node: the child asks Linux for a parent-death signal, so even a
+``kill -9`` of the node takes Orthanc down. A stale Orthanc of this data dir (left by a node
+killed before that existed, or by a crash between fork and prctl) is found by its pid file
+and command line and stopped at start; and the Orthanc the node then talks to must name the
+random instance token of the configuration it was just given, never a stranger on the port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +37,22 @@ log = logging.getLogger(__name__)
 PLUGIN_SCRIPT = PROJECT_ROOT / "orthanc" / "mammo_node_plugin.py"
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
 REQUIRED_PLUGINS = ("libOrthancDicomWeb.so", "libOrthancPython.so")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# Loaded before any fork: the child may only make the call, not load a library.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGTERM (Orthanc shuts down cleanly) when the thread
+    that started it dies, and exits at once if the parent is already gone."""
+
+    def in_child() -> None:
+        if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent_pid:
+            os._exit(125)
+
+    return in_child
 
 
 def find_plugins() -> list[str]:
@@ -45,11 +70,16 @@ def find_plugins() -> list[str]:
     return found
 
 
-def orthanc_config(settings: Settings) -> dict[str, Any]:
+def instance_name(token: str) -> str:
+    """The Orthanc ``Name`` (answered by ``/system``) that proves it is this node's own."""
+    return f"mammo-node {token}"
+
+
+def orthanc_config(settings: Settings, token: str = "") -> dict[str, Any]:
     """The Orthanc configuration of the embedded node (JSON-serialisable)."""
     storage = (settings.data_dir / "orthanc").resolve()
     return {
-        "Name": "mammo-node",
+        "Name": instance_name(token) if token else "mammo-node",
         "StorageDirectory": str(storage),
         "IndexDirectory": str(storage),
         "HttpPort": settings.http_port,
@@ -97,6 +127,7 @@ class EmbeddedOrthanc:
         self.executable = shutil.which(executable) or executable
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
+        self.token = secrets.token_hex(8)
 
     @property
     def config_path(self) -> Path:
@@ -106,16 +137,25 @@ class EmbeddedOrthanc:
     def log_path(self) -> Path:
         return (self.settings.data_dir / "orthanc.log").resolve()
 
+    @property
+    def pid_path(self) -> Path:
+        return (self.settings.data_dir / "orthanc.pid").resolve()
+
     def write_config(self) -> Path:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.config_path
-        path.write_text(json.dumps(orthanc_config(self.settings), indent=2), encoding="utf-8")
+        config = orthanc_config(self.settings, self.token)
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         path.chmod(0o600)  # it holds the HTTP password
         return path
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start Orthanc (from the thread that lives as long as the node: the parent-death
+        signal follows the thread that forked); the main thread in ``mammo-node up``."""
         if shutil.which(self.executable) is None:
             raise ConfigError("Orthanc is not installed (make setup installs the Debian packages)")
+        self.reap_stale()
+        self.token = secrets.token_hex(8)
         config = self.write_config()
         env = dict(os.environ, TCP_NODELAY="1")
         self._log_file = open(self.log_path, "ab")
@@ -125,11 +165,37 @@ class EmbeddedOrthanc:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # Ctrl-C reaches the node, which then stops Orthanc
+            preexec_fn=die_with_parent(os.getpid()),  # one prctl, libc loaded beforehand
         )
+        self.pid_path.write_text(str(self.process.pid), encoding="utf-8")
         self.wait_ready(timeout)
         log.info(
             "orthanc started", extra={"pid": self.process.pid, "http_port": self.settings.http_port}
         )
+
+    def stale_pid(self) -> int | None:
+        """The pid of a live Orthanc run on this data dir's config by an earlier node."""
+        try:
+            pid = int(self.pid_path.read_text(encoding="utf-8").strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        ours = str(self.config_path).encode()
+        is_orthanc = bool(argv) and os.path.basename(argv[0]) == b"Orthanc"
+        return pid if is_orthanc and ours in argv else None
+
+    def reap_stale(self, timeout: float = 15.0) -> None:
+        """Stop an Orthanc left running on this data dir (its node died without it)."""
+        pid = self.stale_pid()
+        if pid is not None:
+            log.warning("stopping a stale Orthanc of this data dir", extra={"pid": pid})
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.stale_pid() == pid and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self.stale_pid() == pid:
+                os.kill(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -141,10 +207,18 @@ class EmbeddedOrthanc:
                     f"Orthanc exited with code {self.process.returncode}; see {self.log_path}"
                 )
             try:
-                if httpx.get(url, auth=auth, timeout=2.0).status_code == 200:
-                    return
+                answer = httpx.get(url, auth=auth, timeout=2.0)
             except httpx.HTTPError:
-                pass
+                time.sleep(0.2)
+                continue
+            if answer.status_code == 200 and answer.json().get("Name") == instance_name(self.token):
+                return
+            if answer.status_code in (200, 401):
+                self.stop()
+                raise PeerUnavailable(
+                    f"another Orthanc answers on port {self.settings.http_port}, "
+                    "not the one this node started"
+                )
             time.sleep(0.2)
         self.stop()
         raise PeerUnavailable(f"Orthanc did not answer within {timeout:.0f} s; see {self.log_path}")
@@ -161,6 +235,8 @@ class EmbeddedOrthanc:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+        if process is not None:
+            self.pid_path.unlink(missing_ok=True)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
