@@ -154,3 +154,37 @@ def test_a_stale_orthanc_of_the_data_dir_is_stopped_at_start(tmp_path: Path) -> 
         if node is not None:
             stop_up(node)
         stale.stop()
+
+
+def test_healthz_is_quick_while_orthanc_is_frozen_and_a_dead_orthanc_is_restarted(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    node = start_up(settings)
+    api = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        orthanc_pid = int((tmp_path / "orthanc.pid").read_text())
+        os.kill(orthanc_pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            answer = httpx.get(api + "/healthz", timeout=10)
+            took = time.monotonic() - started
+        finally:
+            os.kill(orthanc_pid, signal.SIGCONT)
+        assert answer.status_code == 503 and took < 1.0, (answer.status_code, took)
+
+        os.kill(orthanc_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            metrics = httpx.get(api + "/metrics", timeout=5).text
+            healthy = httpx.get(api + "/healthz", timeout=5).status_code == 200
+            return healthy and "mammo_node_orthanc_restarts_total 1.0" in metrics
+
+        wait_for("the node to restart its Orthanc", restarted, timeout=60)
+        assert node.poll() is None
+        assert int((tmp_path / "orthanc.pid").read_text()) != orthanc_pid
+        assert own_orthanc_answers(settings)
+        log_lines = (tmp_path / "node.log").read_text().splitlines()
+        assert any("orthanc exited; restarting it" in line for line in log_lines)
+    finally:
+        stop_up(node)

@@ -30,6 +30,8 @@ import httpx
 
 from node.config import PROJECT_ROOT, Settings
 from node.errors import ConfigError, PeerUnavailable
+from node.events import EventBus, OrthancRestarted
+from node.retry import backoff_seconds
 from node.writers.provenance import NODE_MANUFACTURER
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ PLUGIN_SCRIPT = PROJECT_ROOT / "orthanc" / "mammo_node_plugin.py"
 PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
 REQUIRED_PLUGINS = ("libOrthancDicomWeb.so", "libOrthancPython.so")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+RESTART_BACKOFF = (1.0, 60.0)  # first delay before starting an exited Orthanc again, cap
+STABLE_SECONDS = 60.0  # running this long, an Orthanc's earlier exits are forgiven
 # Loaded before any fork: the child may only make the call, not load a library.
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -128,6 +132,9 @@ class EmbeddedOrthanc:
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self.token = secrets.token_hex(8)
+        self._started_at = 0.0
+        self._failures = 0  # exits in a row
+        self._restart_at: float | None = None
 
     @property
     def config_path(self) -> Path:
@@ -158,6 +165,8 @@ class EmbeddedOrthanc:
         self.token = secrets.token_hex(8)
         config = self.write_config()
         env = dict(os.environ, TCP_NODELAY="1")
+        if self._log_file is not None:
+            self._log_file.close()
         self._log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [self.executable, str(config)],
@@ -168,6 +177,7 @@ class EmbeddedOrthanc:
             preexec_fn=die_with_parent(os.getpid()),  # one prctl, libc loaded beforehand
         )
         self.pid_path.write_text(str(self.process.pid), encoding="utf-8")
+        self._started_at = time.monotonic()
         self.wait_ready(timeout)
         log.info(
             "orthanc started", extra={"pid": self.process.pid, "http_port": self.settings.http_port}
@@ -225,6 +235,37 @@ class EmbeddedOrthanc:
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def keep_alive(self, bus: EventBus) -> None:
+        """One look, from the node's main loop (the thread that started Orthanc, which the
+        parent-death signal follows): an Orthanc that exited is started again after a
+        backoff that doubles with each exit in a row; each restart is an OrthancRestarted
+        event (a metric) and a log line. The node itself keeps running meanwhile."""
+        now = time.monotonic()
+        if self.is_running():
+            if now - self._started_at > STABLE_SECONDS:
+                self._failures = 0
+            return
+        if self._restart_at is None:
+            code = self.process.returncode if self.process is not None else None
+            self._failures += 1
+            delay = backoff_seconds(self._failures, *RESTART_BACKOFF)
+            self._restart_at = now + delay
+            log.error(
+                "orthanc exited; restarting it after a backoff",
+                extra={"exit_code": code, "backoff_seconds": delay, "failures": self._failures},
+            )
+            return
+        if now < self._restart_at:
+            return
+        self._restart_at = None
+        try:
+            self.start(timeout=30.0)
+        except PeerUnavailable as error:
+            log.error("orthanc restart failed: %s", error)
+            return
+        log.warning("orthanc restarted", extra={"failures": self._failures})
+        bus.emit(OrthancRestarted(self._failures))
 
     def stop(self, timeout: float = 10.0) -> None:
         process, self.process = self.process, None

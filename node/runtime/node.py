@@ -40,6 +40,8 @@ from node.writers.outputs import BuildOptions
 
 log = logging.getLogger(__name__)
 
+HEALTH_PROBE_SECONDS = 0.4  # per phase (connect, read): /healthz stays under a second
+
 
 def node_identity(data_dir: Path) -> str:
     """This node across restarts: its host and data dir (the prefix of its worker ids)."""
@@ -83,6 +85,13 @@ class Node:
 
         self.orthanc = OrthancRest(
             settings.orthanc_base_url, settings.http_user, settings.http_password
+        )
+        # /healthz answers within a second even when Orthanc hangs (frozen, swapping).
+        self._orthanc_probe = OrthancRest(
+            settings.orthanc_base_url,
+            settings.http_user,
+            settings.http_password,
+            timeout=HEALTH_PROBE_SECONDS,
         )
         self.intake = ExamIntake(
             self.orthanc,
@@ -235,7 +244,7 @@ class Node:
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"model": self.model.spec.ref}
         try:
-            self.orthanc.ping()
+            self._orthanc_probe.ping()
             checks["orthanc"] = "ok"
         except MammoNodeError as error:
             checks["orthanc"] = str(error)
