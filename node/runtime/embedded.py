@@ -93,10 +93,14 @@ def orthanc_config(settings: Settings, token: str = "") -> dict[str, Any]:
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True,
         "RegisteredUsers": {settings.http_user: settings.http_password},
-        # DICOM: only the called AE title of the node, only known modalities may store.
+        # DICOM: only the called AE title of the node; only known modalities, from their own
+        # host, with their AE title exactly as configured (case-sensitive), may associate at
+        # all: with no "always allow", Orthanc refuses anyone else at association time.
         "DicomCheckCalledAet": True,
+        "DicomCheckModalityHost": True,
+        "StrictAetComparison": True,
         "DicomAlwaysAllowStore": False,
-        "DicomAlwaysAllowEcho": True,
+        "DicomAlwaysAllowEcho": False,
         "DicomModalities": {
             m.aet: {
                 "AET": m.aet,
