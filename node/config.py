@@ -195,6 +195,11 @@ class Settings:
     promotion: PromotionMargins = field(default_factory=PromotionMargins)
     # Language of the human-readable summaries (Secondary Capture and PDF report).
     summary_language: str = "en"
+    # DICOM TLS of the embedded Orthanc (PEM files, all three or none): its DICOM port then
+    # speaks only TLS, and a caller must present a certificate signed by dicom_tls_ca_file.
+    dicom_tls_cert_file: str = ""
+    dicom_tls_key_file: str = ""
+    dicom_tls_ca_file: str = ""
 
     def __post_init__(self) -> None:
         validate_ae_title(self.aet)
@@ -233,6 +238,11 @@ class Settings:
                 )
         if not 0 <= self.assembly_timeout_seconds <= 86400:
             raise ConfigError("assembly_timeout_seconds must be 0-86400")
+        tls = (self.dicom_tls_cert_file, self.dicom_tls_key_file, self.dicom_tls_ca_file)
+        if any(tls) and not all(tls):
+            raise ConfigError(
+                "DICOM TLS needs all of dicom_tls_cert_file, dicom_tls_key_file and dicom_tls_ca_file"
+            )
 
     @property
     def orthanc_base_url(self) -> str:

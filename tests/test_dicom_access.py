@@ -4,6 +4,8 @@ modality stores from its own host; the same AE title in another case, from anoth
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +67,115 @@ def test_a_known_ae_title_from_another_host_is_refused(orthanc: EmbeddedOrthanc)
 
 def test_an_unknown_caller_is_refused_at_association(orthanc: EmbeddedOrthanc) -> None:
     assert store(orthanc, "STRANGER") == "rejected"
+
+
+def openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+def certificate(folder: Path, name: str, ca: str, *, server: bool) -> None:
+    """``name``.pem and ``name``.key signed by ``ca`` (a server's names 127.0.0.1)."""
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        folder / f"{name}.key",
+        "-out",
+        folder / f"{name}.csr",
+    )
+    extensions = folder / f"{name}.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+        if server
+        else "extendedKeyUsage=clientAuth\n"
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        folder / f"{name}.csr",
+        "-CA",
+        folder / f"{ca}.pem",
+        "-CAkey",
+        folder / f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        extensions,
+        "-out",
+        folder / f"{name}.pem",
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedOrthanc]:
+    """An Orthanc whose DICOM port speaks TLS, with a test CA, server and client certificates."""
+    folder = Path(tmp_path_factory.mktemp("tls"))
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mammo-node test CA",
+        "-keyout",
+        folder / "ca.key",
+        "-out",
+        folder / "ca.pem",
+    )
+    certificate(folder, "server", "ca", server=True)
+    certificate(folder, "client", "ca", server=False)
+    settings = make_settings(
+        folder / "node",
+        dicom_tls_cert_file=str(folder / "server.pem"),
+        dicom_tls_key_file=str(folder / "server.key"),
+        dicom_tls_ca_file=str(folder / "ca.pem"),
+    )
+    orthanc = start_orthanc(settings)
+    yield orthanc
+    orthanc.stop()
+
+
+def tls_store(orthanc: EmbeddedOrthanc, *, client_certificate: bool) -> str:
+    folder = Path(orthanc.settings.dicom_tls_ca_file).parent
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=folder / "ca.pem")
+    if client_certificate:
+        context.load_cert_chain(folder / "client.pem", folder / "client.key")
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(DigitalMammographyXRayImageStorageForPresentation)
+    assoc = ae.associate(
+        "127.0.0.1",
+        orthanc.settings.dicom_port,
+        ae_title=orthanc.settings.aet,
+        tls_args=(context, "127.0.0.1"),
+    )
+    if not assoc.is_established:
+        return "refused"
+    try:
+        status = assoc.send_c_store(image())
+        return "stored" if status and status.Status == 0 else "no status"
+    finally:
+        assoc.release()
+
+
+def test_a_tls_peer_with_a_client_certificate_stores(tls_orthanc: EmbeddedOrthanc) -> None:
+    assert tls_store(tls_orthanc, client_certificate=True) == "stored"
+
+
+def test_a_tls_peer_without_a_client_certificate_is_refused(
+    tls_orthanc: EmbeddedOrthanc,
+) -> None:
+    assert tls_store(tls_orthanc, client_certificate=False) == "refused"
+
+
+def test_plain_dicom_is_refused_when_tls_is_on(tls_orthanc: EmbeddedOrthanc) -> None:
+    assert store(tls_orthanc, "MODALITY1") != "stored"

@@ -79,6 +79,20 @@ def instance_name(token: str) -> str:
     return f"mammo-node {token}"
 
 
+def dicom_tls(settings: Settings) -> dict[str, Any]:
+    """DICOM TLS of the DICOM port, when the settings name the PEM files: only TLS, and
+    only callers whose certificate the configured CA signed (client certificates)."""
+    if not settings.dicom_tls_cert_file:
+        return {"DicomTlsEnabled": False}
+    return {
+        "DicomTlsEnabled": True,
+        "DicomTlsCertificate": str(Path(settings.dicom_tls_cert_file).resolve()),
+        "DicomTlsPrivateKey": str(Path(settings.dicom_tls_key_file).resolve()),
+        "DicomTlsTrustedCertificates": str(Path(settings.dicom_tls_ca_file).resolve()),
+        "DicomTlsRemoteCertificateRequired": True,
+    }
+
+
 def orthanc_config(settings: Settings, token: str = "") -> dict[str, Any]:
     """The Orthanc configuration of the embedded node (JSON-serialisable)."""
     storage = (settings.data_dir / "orthanc").resolve()
@@ -111,6 +125,7 @@ def orthanc_config(settings: Settings, token: str = "") -> dict[str, Any]:
             }
             for m in settings.modalities
         },
+        **dicom_tls(settings),
         "StableAge": settings.stable_age,
         "OverwriteInstances": False,
         "StorageCompression": False,
