@@ -26,15 +26,20 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 OWN_LOGGERS = ("node", "__main__")
 MAX_VALUE_CHARS = 2000  # a longer string is cut, saying how long it was
 REDACTED = "<redacted>"
-# A quoted value (repr() of a str or bytes, or highdicom's "..."): from the first quote to
-# the last of the same kind, so a quote inside the value cannot end the redaction early.
-_QUOTED = re.compile(r"""(["'])(.*)\1""", re.DOTALL)
+# A quoted value (repr() of a str or bytes, or highdicom's "..."): from the first quote of
+# either kind to the last, so a quote inside the value cannot end the redaction early; a
+# quote never closed hides the rest of the text.
+_QUOTED = re.compile(r"""(["']).*(["'])""", re.DOTALL)
+_UNCLOSED = re.compile(r"""(["']).*""", re.DOTALL)
 _PERCENT_ARG = re.compile(r"%(\([^)]*\))?[#0 +-]*\d*(\.\d+)?[diouxXeEfFgGcrsa]")
 
 
 def scrub(text: str) -> str:
     """``text`` without the quoted values in it."""
-    return _QUOTED.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(1)}", text)
+    text, pairs = _QUOTED.subn(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
+    if pairs:
+        return text
+    return _UNCLOSED.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
 
 
 def truncate(text: str, limit: int = MAX_VALUE_CHARS) -> str:
