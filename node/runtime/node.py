@@ -147,8 +147,11 @@ class Node:
         )
         self.identity = node_identity(settings.data_dir)
         self._data_dir_lock = lock_data_dir(settings.data_dir)
+        # Only the holder of the data dir's lock names its workers by the node identity: a
+        # node restarting there releases those leases, never a live neighbour's.
+        owner = self.identity if self._data_dir_lock is not None else None
         self.workers = [
-            Worker(self.store, self.pipeline, self.bus, options, new_worker_id(self.identity))
+            Worker(self.store, self.pipeline, self.bus, options, new_worker_id(owner))
             for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
