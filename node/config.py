@@ -227,6 +227,11 @@ class Settings:
     summary_language: str = "en"
     # People of the admin console and the API; empty: one "admin" with a generated password.
     console_users: tuple[ConsoleUser, ...] = ()
+    # DICOM TLS of the embedded Orthanc (PEM files, all three or none): its DICOM port then
+    # speaks only TLS, and a caller must present a certificate signed by dicom_tls_ca_file.
+    dicom_tls_cert_file: str = ""
+    dicom_tls_key_file: str = ""
+    dicom_tls_ca_file: str = ""
 
     def __post_init__(self) -> None:
         validate_ae_title(self.aet)
@@ -274,6 +279,11 @@ class Settings:
                     f"console user {user.name}: use a password other than Orthanc's "
                     "(http_password gives full control of Orthanc)"
                 )
+        tls = (self.dicom_tls_cert_file, self.dicom_tls_key_file, self.dicom_tls_ca_file)
+        if any(tls) and not all(tls):
+            raise ConfigError(
+                "DICOM TLS needs all of dicom_tls_cert_file, dicom_tls_key_file and dicom_tls_ca_file"
+            )
 
     @property
     def orthanc_base_url(self) -> str:

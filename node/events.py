@@ -49,6 +49,13 @@ class SeriesRouted:
 
 
 @dataclass(frozen=True)
+class OrthancRestarted:
+    """The node started its embedded Orthanc again after it had exited."""
+
+    failures: int  # exits in a row so far (the backoff doubles with each)
+
+
+@dataclass(frozen=True)
 class ExamScored:
     """The live model has scored an exam. Observers (the shadow model) may score the same
     prepared images with their own model; they can neither change the live result nor fail

@@ -195,9 +195,8 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
                 target=_demo, args=(settings, node, stop, viewer_url), name="demo", daemon=True
             ).start()
         while not stop.is_set():
-            if orthanc is not None and not orthanc.is_running():
-                log.error("Orthanc exited; stopping the node")
-                return 1
+            if orthanc is not None:
+                orthanc.keep_alive(node.bus)  # restarted with backoff when it exits
             if not server_thread.is_alive():
                 log.error("the API server stopped (port %s in use?)", settings.api_port)
                 return 1

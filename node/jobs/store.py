@@ -277,6 +277,7 @@ class JobStore:
 
     def _reclaim(self, job: Job) -> Job | None:
         reason = f"lease of {job.lease_owner} expired in {job.state}"
+        # Only while it is still expired: a heartbeat may have renewed it since we read it.
         reclaimed = self._cas(
             job,
             JobState.RETRY,
@@ -284,8 +285,56 @@ class JobStore:
             reason=reason,
             values={"lease_owner": None, "lease_expires_at": None, "last_error": reason},
             expect_owner=True,
+            also=jobs_table.c.lease_expires_at < self.clock(),
         )
         return reclaimed
+
+    def renew(self, job_id: int, *, worker: str, lease_seconds: float) -> None:
+        """Extend a lease we hold (the worker's heartbeat while a stage runs); LeaseLost
+        when it is no longer ours: another worker reclaimed the job, or it was settled."""
+        condition = sa.and_(
+            jobs_table.c.id == job_id,
+            jobs_table.c.lease_owner == worker,
+            jobs_table.c.state.in_([s.value for s in WORKING]),
+        )
+        with self._tx() as connection:
+            updated = connection.execute(
+                jobs_table.update()
+                .where(condition)
+                .values(lease_expires_at=self.clock() + lease_seconds)
+            )
+        if updated.rowcount != 1:
+            raise LeaseLost(f"job {job_id} is no longer leased by {worker}")
+
+    def release_leases(self, owner_prefix: str, reason: str) -> list[Job]:
+        """Put back in ``retry`` (due at once) every working job whose lease owner starts
+        with ``owner_prefix``: at start-up, the jobs a dead predecessor of this node held,
+        so they need not wait for their leases to expire."""
+        query = sa.select(jobs_table).where(
+            jobs_table.c.state.in_([s.value for s in WORKING]),
+            jobs_table.c.lease_owner.startswith(owner_prefix, autoescape=True),
+        )
+        with self.engine.connect() as connection:
+            held = [Job.from_row(row) for row in connection.execute(query).mappings()]
+        released = []
+        for job in held:
+            why = f"lease of {job.lease_owner} expired with its node in {job.state} ({reason})"
+            moved = self._cas(
+                job,
+                JobState.RETRY,
+                worker=None,
+                reason=why,
+                values={
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "last_error": why,
+                    "next_attempt_at": self.clock(),
+                },
+                expect_owner=True,
+            )
+            if moved is not None:
+                released.append(moved)
+        return released
 
     def advance(
         self,
@@ -396,9 +445,12 @@ class JobStore:
         reason: str | None,
         values: dict[str, Any],
         expect_owner: bool,
+        also: sa.ColumnElement[bool] | None = None,
     ) -> Job | None:
         check_transition(job.state, target)
         condition = sa.and_(jobs_table.c.id == job.id, jobs_table.c.state == job.state.value)
+        if also is not None:
+            condition = sa.and_(condition, also)
         if expect_owner:
             owner = jobs_table.c.lease_owner
             condition = sa.and_(

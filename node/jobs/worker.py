@@ -1,5 +1,10 @@
 """A worker: lease a job, run its stages, record the outcome. Leases make crashes safe:
-a worker that dies leaves its job to expire and be taken up again by any worker."""
+a worker that dies leaves its job to expire and be taken up again by any worker.
+
+A heartbeat renews the lease while a stage runs (a stage may well outlast the lease), so no
+second worker starts a job that is still being worked on; a worker whose lease was lost
+anyway (it froze, or the database was out of reach for a whole lease) stops at the next
+stage and never publishes: the lease is checked right before publishing."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from node.errors import FinalError, LeaseLost, RetryableError
 from node.events import EventBus, JobFailed, StageFinished
 from node.jobs.pipeline import ExamWork
@@ -23,8 +30,48 @@ from node.retry import backoff_seconds
 log = logging.getLogger(__name__)
 
 
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def new_worker_id(node_identity: str | None = None) -> str:
+    """``<node identity>/<pid>:<random>``: the node identity (host and data dir) lets a node
+    that restarts on its own data dir recognise the leases of its dead predecessor."""
+    identity = node_identity or socket.gethostname()
+    return f"{identity}/{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class LeaseHeartbeat:
+    """Renews one job's lease every third of ``lease_seconds`` in a thread of its own;
+    ``lost`` is set (and the thread ends) once the store says the lease is not ours."""
+
+    def __init__(self, store: JobStore, job_id: int, worker: str, lease_seconds: float) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.worker = worker
+        self.lease_seconds = lease_seconds
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self.store.renew(self.job_id, worker=self.worker, lease_seconds=self.lease_seconds)
+            except LeaseLost:
+                log.warning("lease lost while a stage ran", extra={"job_id": self.job_id})
+                self.lost.set()
+                return
+            except SQLAlchemyError as error:
+                # The database is out of reach: try again at the next beat, while the
+                # lease lasts; the compare-and-sets decide whether it is still ours.
+                log.warning(
+                    "lease renewal failed: %s", type(error).__name__, extra={"job_id": self.job_id}
+                )
 
 
 @dataclass(frozen=True)
@@ -77,32 +124,44 @@ class Worker:
 
     def process(self, job: Job) -> Job:
         work = ExamWork(job)
+        heartbeat = LeaseHeartbeat(self.store, job.id, self.worker_id, self.options.lease_seconds)
         try:
-            while job.state in self.stages:
-                started = time.monotonic()
-                self.stages[job.state](work)
-                self.bus.emit(StageFinished(job.id, job.state.value, time.monotonic() - started))
-                target = NEXT_STAGE[job.state]
-                job = self.store.advance(
-                    job,
-                    target,
-                    worker=self.worker_id,
-                    lease_seconds=self.options.lease_seconds,
-                    result=work.summary().to_json() if target is JobState.DONE else None,
-                )
-                work.job = job
-            log.info("exam done", extra={"job_id": job.id, "attempt": job.attempts})
-            return job
+            with heartbeat:
+                return self._run_stages(job, work, heartbeat)
         except LeaseLost:
             log.warning("lease lost; another worker has the job", extra={"job_id": job.id})
-            return job
+            return work.job
         except RetryableError as error:
-            return self._give_up(job, error, retryable=True)
+            return self._give_up(work.job, error, retryable=True)
         except FinalError as error:
-            return self._give_up(job, error, retryable=False)
+            return self._give_up(work.job, error, retryable=False)
         except Exception as error:
-            log.exception("unexpected error in %s", job.state, extra={"job_id": job.id})
-            return self._give_up(job, error, retryable=True)
+            log.exception("unexpected error in %s", work.job.state, extra={"job_id": job.id})
+            return self._give_up(work.job, error, retryable=True)
+
+    def _run_stages(self, job: Job, work: ExamWork, heartbeat: LeaseHeartbeat) -> Job:
+        while job.state in self.stages:
+            if heartbeat.lost.is_set():
+                raise LeaseLost(f"job {job.id} is no longer leased by {self.worker_id}")
+            if job.state is JobState.PUBLISHING:
+                # Results leave the node only while the lease is ours (and fresh).
+                self.store.renew(
+                    job.id, worker=self.worker_id, lease_seconds=self.options.lease_seconds
+                )
+            started = time.monotonic()
+            self.stages[job.state](work)
+            self.bus.emit(StageFinished(job.id, job.state.value, time.monotonic() - started))
+            target = NEXT_STAGE[job.state]
+            job = self.store.advance(
+                job,
+                target,
+                worker=self.worker_id,
+                lease_seconds=self.options.lease_seconds,
+                result=work.summary().to_json() if target is JobState.DONE else None,
+            )
+            work.job = job
+        log.info("exam done", extra={"job_id": job.id, "attempt": job.attempts})
+        return job
 
     def _give_up(self, job: Job, error: Exception, *, retryable: bool) -> Job:
         reason = f"{job.state}: {type(error).__name__}: {error}"

@@ -9,7 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from node.events import EventBus, JobFailed, JobTransitioned, SeriesRouted, StageFinished
+from node.events import (
+    EventBus,
+    JobFailed,
+    JobTransitioned,
+    OrthancRestarted,
+    SeriesRouted,
+    StageFinished,
+)
 from node.jobs.states import JobState
 
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -84,6 +91,11 @@ class NodeMetrics:
             ["decision", "reason"],
             registry=self.registry,
         )
+        self.orthanc_restarts = Counter(
+            "mammo_node_orthanc_restarts",
+            "Times the node started its embedded Orthanc again after it exited",
+            registry=self.registry,
+        )
         self.model_info = Info("mammo_node_model", "The live model", registry=self.registry)
 
     def watch_deliveries(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
@@ -97,6 +109,7 @@ class NodeMetrics:
         bus.subscribe(JobTransitioned, self._on_transition)
         bus.subscribe(JobFailed, self._on_failure)
         bus.subscribe(SeriesRouted, self._on_routed)
+        bus.subscribe(OrthancRestarted, lambda _event: self.orthanc_restarts.inc())
 
     def _on_stage(self, event: StageFinished) -> None:
         self.stage_seconds.labels(event.stage).observe(event.seconds)

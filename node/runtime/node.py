@@ -6,9 +6,13 @@ the ones below them.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import socket
 import threading
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -23,7 +27,7 @@ from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.jobs.worker import Worker, WorkerOptions
+from node.jobs.worker import Worker, WorkerOptions, new_worker_id
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
 from node.models.trained_on import synthetic_only_warning
@@ -39,6 +43,27 @@ from node.runtime.runfile import read_runtime_file
 from node.writers.outputs import BuildOptions
 
 log = logging.getLogger(__name__)
+
+HEALTH_PROBE_SECONDS = 0.4  # per phase (connect, read): /healthz stays under a second
+
+
+def node_identity(data_dir: Path) -> str:
+    """This node across restarts: its host and data dir (the prefix of its worker ids)."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
+    return f"{socket.gethostname()}:{digest}"
+
+
+def lock_data_dir(data_dir: Path) -> IO[str] | None:
+    """An exclusive lock on ``data_dir/node.lock`` for the process's life; None when another
+    live node holds it (two ``serve`` on one data dir), whose leases must then be left alone.
+    The kernel drops the lock when its holder dies, however it dies."""
+    handle = open(data_dir / "node.lock", "a")  # held until the process ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 class Node:
@@ -64,6 +89,13 @@ class Node:
 
         self.orthanc = OrthancRest(
             settings.orthanc_base_url, settings.http_user, settings.http_password
+        )
+        # /healthz answers within a second even when Orthanc hangs (frozen, swapping).
+        self._orthanc_probe = OrthancRest(
+            settings.orthanc_base_url,
+            settings.http_user,
+            settings.http_password,
+            timeout=HEALTH_PROBE_SECONDS,
         )
         self.intake = ExamIntake(
             self.orthanc,
@@ -125,8 +157,14 @@ class Node:
             backoff_max_seconds=settings.backoff_max_seconds,
             poll_seconds=settings.poll_seconds,
         )
+        self.identity = node_identity(settings.data_dir)
+        self._data_dir_lock = lock_data_dir(settings.data_dir)
+        # Only the holder of the data dir's lock names its workers by the node identity: a
+        # node restarting there releases those leases, never a live neighbour's.
+        owner = self.identity if self._data_dir_lock is not None else None
         self.workers = [
-            Worker(self.store, self.pipeline, self.bus, options) for _ in range(settings.workers)
+            Worker(self.store, self.pipeline, self.bus, options, new_worker_id(owner))
+            for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -153,6 +191,7 @@ class Node:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.reclaim_predecessor_jobs()
         for index, worker in enumerate(self.workers):
             self._spawn(f"worker-{index}", worker.run, self._stop)
         self._spawn("reconciler", self._reconcile_loop)
@@ -164,6 +203,18 @@ class Node:
                 "workers": len(self.workers),
             },
         )
+
+    def reclaim_predecessor_jobs(self) -> None:
+        """Jobs leased by an earlier run of this node on this data dir go back at once: that
+        process is dead (we hold the data dir's lock), so its leases need not run out."""
+        if self._data_dir_lock is None:
+            log.info("another node runs on this data dir; its leases are left to expire")
+            return
+        released = self.store.release_leases(
+            self.identity + "/", "node restarted on the same data dir"
+        )
+        for job in released:
+            log.warning("job of the previous run taken up again", extra={"job_id": job.id})
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -185,6 +236,9 @@ class Node:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout / max(1, len(self._threads)))
+        if self._data_dir_lock is not None:
+            self._data_dir_lock.close()
+            self._data_dir_lock = None
         log.info("node stopped")
 
     # -- services for the API -------------------------------------------------------------
@@ -232,7 +286,7 @@ class Node:
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"model": self.model.spec.ref}
         try:
-            self.orthanc.ping()
+            self._orthanc_probe.ping()
             checks["orthanc"] = "ok"
         except MammoNodeError as error:
             checks["orthanc"] = str(error)
