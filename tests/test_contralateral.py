@@ -139,6 +139,7 @@ class TestModelYaml:
             ({"head": {"pca": 0, "C": 1.0}}, "head must have"),
             ({"kind": "other"}, "kind must be"),
             ({"network": {}}, "unknown keys"),
+            ({"name": "x" * 65}, "at most 64 characters"),
         ],
     )
     def test_a_wrong_entry_is_refused(self, tmp_path: Path, change: dict, message: str) -> None:

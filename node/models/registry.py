@@ -51,6 +51,7 @@ CONTRALATERAL_FEATURES = {
     "vector": "mid masked mean+max, late masked max",
     "exam_vector": "this minus other",
 }
+MAX_NAME = 64
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _KEYS = {
@@ -136,6 +137,10 @@ def parse_model_yaml(path: Path) -> ModelFolder:
         raise _fail(
             path,
             f"lies in {path.parent.parent.name}/{path.parent.name}, but says {model_id}/{version}",
+        )
+    if len(raw["name"]) > MAX_NAME:  # ManufacturerModelName is LO, 64 characters (PS3.5 6.2)
+        raise _fail(
+            path, f"name must be at most {MAX_NAME} characters (a DICOM LO), got {raw['name']!r}"
         )
     if raw["manufacturer"] != MANUFACTURER:
         raise _fail(path, f"manufacturer must be {MANUFACTURER!r}")

@@ -37,6 +37,7 @@ from node.models.registry import (
     CONTRALATERAL_FEATURES,
     CONTRALATERAL_PREPROCESSING,
     MANUFACTURER,
+    MAX_NAME,
     device_uid,
     load_model,
 )
@@ -121,6 +122,8 @@ def load_contralateral_config(
     problems = []
     if config.recipe != RECIPE:
         problems.append(f"recipe must be {RECIPE!r}")
+    if not 0 < len(config.name) <= MAX_NAME:
+        problems.append(f"name must be 1..{MAX_NAME} characters (DICOM ManufacturerModelName, LO)")
     if (config.out.parent.name, config.out.name) != (config.model_id, config.version):
         problems.append(f"out {config.out} must end in {config.model_id}/{config.version}")
     if config.backbone not in BACKBONES:
