@@ -57,6 +57,20 @@ class ImagePrediction:
     heatmap: npt.NDArray[np.float32]  # lesion probability per pixel, source image size
     findings: list[Finding] = field(default_factory=list)
     density: str | None = None  # ACR BI-RADS breast density "a".."d", when the model gives it
+    # Exam-aware models: True when the breast was compared with the other breast of the same
+    # view, False for the single-image fallback (other side missing); None for models that
+    # score every image alone.
+    compared: bool | None = None
+
+
+@dataclass(frozen=True)
+class ExamImage:
+    """One image of an exam as an exam-aware model reads it: presentation pixels in [0, 1]
+    and where it belongs (ImageLaterality "L"/"R"/"", ViewPosition "CC"/"MLO"/...)."""
+
+    pixels: npt.NDArray[np.floating] | npt.NDArray[np.integer]
+    laterality: str
+    view: str
 
 
 @dataclass(frozen=True)
@@ -263,15 +277,19 @@ class ImageSummary:
     ViewPosition: str
     score: float
     findings: int  # how many findings, numbered across the exam in image order
+    compared: bool | None = None  # ImagePrediction.compared; absent from older rows
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "SOPInstanceUID": self.SOPInstanceUID,
             "ImageLaterality": self.ImageLaterality,
             "ViewPosition": self.ViewPosition,
             "score": self.score,
             "findings": self.findings,
         }
+        if self.compared is not None:
+            data["compared"] = self.compared
+        return data
 
     @classmethod
     def _read(cls, fields: _Fields) -> ImageSummary:
@@ -281,6 +299,7 @@ class ImageSummary:
             ViewPosition=fields.text("ViewPosition"),
             score=fields.number("score"),
             findings=fields.integer("findings"),
+            compared=fields.flag("compared") if "compared" in fields.data else None,
         )
 
 

@@ -49,6 +49,9 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+SYNTHETIC_MODEL = "synthetic-unet/0.1.0"
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
@@ -64,6 +67,11 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "http_password": "test-password",
         "api_token": "test-token",
     }
+    if "models_dir" not in overrides:
+        # The fast synthetic model is a test fixture: pinned here, never taken from the
+        # registry's live entry (pass model="" to serve the live model). A test with its own
+        # models folder has its own registry.
+        values["model"] = SYNTHETIC_MODEL
     values.update(overrides)
     return load_settings(environ={}, overrides=values)
 
@@ -97,6 +105,8 @@ def node_environment(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.model:
+        env["MAMMO_NODE_MODEL"] = settings.model
     return env
 
 

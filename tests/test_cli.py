@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from node.synthetic.dicom import write_exam
-from tests.harness import free_port, needs_orthanc, wait_for
+from tests.harness import SYNTHETIC_MODEL, free_port, needs_orthanc, wait_for
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -67,6 +67,7 @@ def test_up_serves_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
         "--viewer-port": free_port(),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAMMO_NODE_")}
+    env["MAMMO_NODE_MODEL"] = SYNTHETIC_MODEL  # the test fixture, not the registry's live model
     process = subprocess.Popen(
         [
             sys.executable,

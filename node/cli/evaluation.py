@@ -10,6 +10,7 @@ from typing import Any
 from node.cli.settings import add_settings_options, settings_from
 from node.datasets.manifest import read_dataset_info
 from node.evaluation import report as rep
+from node.evaluation.compare import same_sensitivity
 from node.evaluation.run import score_split
 from node.training.card import read_model_yaml, write_card, write_model_yaml
 
@@ -144,6 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 }
                 if report["baseline"]
                 else None,
+                "comparison": same_sensitivity(model, baseline),
             }
         )
         write_model_yaml(model.folder.path, spec)

@@ -62,12 +62,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     predict = commands.add_parser(
         "predict",
         help="run the model on image files; one JSON line per file",
-        description="Prints {path, score, findings:[{x, y, radius, score}]} per file, "
-        "pixel coordinates of the input image. Reads DICOM, PNG and PGM.",
+        description="Prints {path, score, findings:[{x, y, radius, score}], compared} per file, "
+        "pixel coordinates of the input image. Reads DICOM, PNG and PGM. Files are grouped "
+        "into exams (DICOM: patient/study, laterality and view from the header; image files: "
+        "--manifest), so an exam-aware model compares each breast with the other breast.",
     )
     add_settings_options(predict, "model")
     predict.add_argument(
         "files", nargs="+", type=Path, metavar="FILES", help="DICOM, PNG or PGM image files"
+    )
+    predict.add_argument(
+        "--manifest",
+        type=Path,
+        help="CSV with columns path, patient, laterality, view for image files",
     )
     predict.set_defaults(handler=cmd_predict)
 
@@ -299,7 +306,7 @@ def _demo(settings: Settings, node: Any, stop: threading.Event, viewer_url: str 
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from node.inference.predict import predict_paths
+    from node.inference.predict import predict_paths, read_manifest_csv
     from node.models.lifecycle import live_model_ref
     from node.models.registry import load_model
     from node.models.trained_on import synthetic_only_warning
@@ -309,8 +316,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     warning = synthetic_only_warning(model.spec)
     if warning:
         print(f"mammo-node: WARNING: {warning}", file=sys.stderr, flush=True)
+    manifest = read_manifest_csv(args.manifest) if args.manifest else None
     failures = 0
-    for row in predict_paths(args.files, model):
+    for row in predict_paths(args.files, model, manifest):
         failures += "error" in row
         print(json.dumps(row), flush=True)
     if failures:

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from node.training.config import load_config
+from node.training.config import config_recipe, load_config
+from node.training.contralateral import RECIPE, load_contralateral_config, run_contralateral
 from node.training.run import run_training
 
 
@@ -41,6 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if config_recipe(args.config) == RECIPE:  # the exam-aware model (node.training.contralateral)
+        summary = run_contralateral(
+            load_contralateral_config(args.config, dataset=args.dataset, out=args.out),
+            cv_only=args.cv_only,
+        )
+        print(json.dumps(summary, indent=2))
+        return 0
     config = load_config(args.config, dataset=args.dataset, out=args.out)
     summary = run_training(
         config, resume=args.resume, device_name=args.device, cv_only=args.cv_only

@@ -30,6 +30,21 @@ TASKS = {
     "abnormal_vs_normal": ("benign", "malignant"),
     "malignant_vs_rest": ("malignant",),
 }
+# masses (mini-MIAS classes, CBIS-DDSM's "mass") against normal images, the other lesions left out
+MASSES = ("CIRC", "SPIC", "MISC", "MASS")
+
+
+def _mass_vs_normal(model: ScoredModel, n_boot: int, seed: int) -> dict[str, Any] | None:
+    chosen = [
+        s
+        for s in model.scores
+        if s.record.label == "normal" or s.record.abnormality.upper() in MASSES
+    ]
+    labels = np.array([s.record.label != "normal" for s in chosen], dtype=bool)
+    if not labels.any() or labels.all():
+        return None
+    scores = np.array([s.score for s in chosen], dtype=np.float64)
+    return auc_with_ci(scores, labels, [s.record.patient_id for s in chosen], n_boot, seed)
 
 
 def _arrays(model: ScoredModel, positive: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +84,9 @@ def summarise(
         name: auc_with_ci(*_arrays(model, labels_of), patients, n_boot, seed)
         for name, labels_of in TASKS.items()
     }
+    mass = _mass_vs_normal(model, n_boot, seed)
+    if mass is not None:
+        tasks["mass_vs_normal"] = mass
     cal = reliability(scores, labels)
     frocs = {}
     for factor in hit_factors:

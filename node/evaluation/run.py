@@ -1,7 +1,9 @@
 """Score a dataset split with a model through the node's own load/predict path.
 
-Evaluated = served: images go through ``registry.load_model`` and ``LoadedModel.predict``
-exactly as the node runs them (only the finding threshold is lowered, to trace the FROC).
+Evaluated = served: images go through ``registry.load_model`` and the model's
+``predict_exam`` exactly as the node runs them, one woman's images together as one exam, so an
+exam-aware model compares each breast with her other breast of the same view (only the
+finding threshold is lowered, to trace the FROC).
 Before anything is scored, the model's record of its training data is checked: a model is
 never evaluated on a split, or an image (by pixel hash), it was trained on.
 """
@@ -9,7 +11,7 @@ never evaluated on a split, or an image (by pixel hash), it was trained on.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,9 @@ from tqdm import tqdm
 
 from node.datasets.manifest import ImageRecord, read_dataset_info, read_manifest
 from node.dicom.pixels import read_image_file
+from node.domain import ExamImage
 from node.errors import EvaluationRefused
 from node.evaluation.froc import ScoredFinding
-from node.inference.runner import LoadedModel
 from node.models.registry import ModelFolder, find_model, load_model
 from node.training.card import TRAINING_IMAGES, read_model_yaml
 
@@ -31,6 +33,7 @@ class ImageScore:
     record: ImageRecord
     score: float
     findings: list[ScoredFinding]  # stored-image pixels, row 0 at the top
+    compared: bool | None = None  # ImagePrediction.compared
 
 
 @dataclass(frozen=True)
@@ -90,19 +93,24 @@ def score_split(
     folder = find_model(models_dir, ref)
     records = select(dataset, split)
     refuse_training_images(folder, dataset, split, records)
-    loaded = load_model(models_dir, ref, device)
-    low = LoadedModel(
-        replace(loaded.spec, finding_threshold=FROC_THRESHOLD), loaded.network, device
-    )
-    scores = []
-    for record in tqdm(records, desc=f"scoring {ref}", unit="image", leave=False):
-        pixels, _ = read_image_file(dataset / record.path)
-        prediction = low.predict(pixels, record.laterality)
-        scores.append(
-            ImageScore(
-                record,
-                prediction.score,
-                [ScoredFinding(f.column, f.row, f.score) for f in prediction.findings],
-            )
-        )
+    low = load_model(models_dir, ref, device).with_finding_threshold(FROC_THRESHOLD)
+    exams: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        exams.setdefault(record.patient_id, []).append(index)
+    scored: dict[int, ImageScore] = {}
+    with tqdm(total=len(records), desc=f"scoring {ref}", unit="image", leave=False) as bar:
+        for members in exams.values():
+            images = []
+            for index in members:
+                pixels, _ = read_image_file(dataset / records[index].path)
+                images.append(ExamImage(pixels, records[index].laterality, records[index].view))
+            for index, prediction in zip(members, low.predict_exam(images), strict=True):
+                scored[index] = ImageScore(
+                    records[index],
+                    prediction.score,
+                    [ScoredFinding(f.column, f.row, f.score) for f in prediction.findings],
+                    prediction.compared,
+                )
+            bar.update(len(members))
+    scores = [scored[index] for index in range(len(records))]
     return ScoredModel(ref, folder, trained_on(folder), scores)

@@ -14,7 +14,8 @@ The heatmap is mapped back by the inverse of 2 and 1, so it lies on the source p
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from node.domain import Finding, ImagePrediction, ModelSpec
+from node.domain import ExamImage, Finding, ImagePrediction, ModelSpec
+from node.inference.breast import inside, source_breast_mask
 
 FloatImage = npt.NDArray[np.float32]
 _TISSUE = 0.05
@@ -123,6 +125,16 @@ class LoadedModel:
     def __repr__(self) -> str:
         return f"LoadedModel({self.spec.ref} on {self.device})"
 
+    def with_finding_threshold(self, threshold: float) -> LoadedModel:
+        """The same network reporting findings down to ``threshold`` (evaluation's FROC)."""
+        return LoadedModel(
+            replace(self.spec, finding_threshold=threshold), self.network, str(self.device)
+        )
+
+    def predict_exam(self, images: Sequence[ExamImage]) -> list[ImagePrediction]:
+        """Every image of an exam, each scored alone (this model does not compare breasts)."""
+        return [self.predict(image.pixels, image.laterality) for image in images]
+
     def predict(
         self, pixels: npt.NDArray[np.floating] | npt.NDArray[np.integer], laterality: str
     ) -> ImagePrediction:
@@ -138,16 +150,17 @@ class LoadedModel:
             score = float(torch.sigmoid(image_logit)[0].cpu())
         findings = []
         rows, cols = geometry.source_shape
+        breast = source_breast_mask(np.asarray(pixels, dtype=np.float32), geometry.flipped)
         for row, col, radius, peak in find_lesions(small, self.spec.finding_threshold):
             source_col = (col + 0.5) / geometry.scale - 0.5
             if geometry.flipped:
                 source_col = cols - 1 - source_col
-            findings.append(
-                Finding(
-                    column=float(np.clip(source_col, 0, cols - 1)),
-                    row=float(np.clip((row + 0.5) / geometry.scale - 0.5, 0, rows - 1)),
-                    radius=radius / geometry.scale,
-                    score=peak,
-                )
+            finding = Finding(
+                column=float(np.clip(source_col, 0, cols - 1)),
+                row=float(np.clip((row + 0.5) / geometry.scale - 0.5, 0, rows - 1)),
+                radius=radius / geometry.scale,
+                score=peak,
             )
+            if inside(breast, finding.row, finding.column):  # never on a film label or marker
+                findings.append(finding)
         return ImagePrediction(score=score, heatmap=restore(small, geometry), findings=findings)

@@ -9,7 +9,7 @@ differ only by the model, never by how the images were read.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,7 @@ import pydicom
 from node.dicom.pixels import presentation_pixels
 from node.dicom.views import missing_views, normalise_dataset
 from node.domain import (
+    ExamImage,
     ExamResult,
     ImagePrediction,
     ImageResult,
@@ -30,7 +31,7 @@ from node.errors import InvalidInput
 
 
 class ImageModel(Protocol):
-    """What scoring needs of a model (LoadedModel in the node)."""
+    """What scoring needs of a model: its spec and a score for one image."""
 
     spec: ModelSpec
 
@@ -39,6 +40,23 @@ class ImageModel(Protocol):
     ) -> ImagePrediction:
         """Score one image given as presentation pixels in [0, 1]."""
         ...
+
+
+class ExamModel(ImageModel, Protocol):
+    """A model that scores an exam at once (``ContralateralModel`` compares each breast with
+    the other breast of the same view)."""
+
+    def predict_exam(self, images: Sequence[ExamImage]) -> list[ImagePrediction]:
+        """Score every image of one exam, in order."""
+        ...
+
+
+def predict_exam(model: ImageModel, images: Sequence[ExamImage]) -> list[ImagePrediction]:
+    """The model's exam-level predictions; a per-image model scores each image alone."""
+    exam_level = getattr(model, "predict_exam", None)
+    if exam_level is not None:
+        return cast(ExamModel, model).predict_exam(images)
+    return [model.predict(image.pixels, image.laterality) for image in images]
 
 
 def source_image(dataset: pydicom.Dataset) -> SourceImage:
@@ -83,9 +101,16 @@ def score_images(
     """
     if not images:
         raise InvalidInput("no usable image to score")
+    predictions = predict_exam(
+        model,
+        [
+            ExamImage(image.pixels, image.source.ImageLaterality, image.source.ViewPosition)
+            for image in images
+        ],
+    )
     results = [
-        ImageResult(image.source, model.predict(image.pixels, image.source.ImageLaterality))
-        for image in images
+        ImageResult(image.source, prediction)
+        for image, prediction in zip(images, predictions, strict=True)
     ]
     present = [f"{r.source.ImageLaterality} {r.source.ViewPosition}" for r in results]
     missing = tuple(missing_views(present, expected_views))

@@ -70,6 +70,7 @@ class ExamWork:
                     ViewPosition=r.source.ViewPosition,
                     score=round(r.prediction.score, 4),
                     findings=len(r.prediction.findings),
+                    compared=r.prediction.compared,
                 )
                 for r in self.exam.images
             ),

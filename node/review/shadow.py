@@ -25,8 +25,7 @@ from node.config import DEFAULT_EXPECTED_VIEWS
 from node.db import shadow_results_table, upgrade
 from node.errors import InvalidModelConfig, LifecycleError, MammoNodeError, ModelNotFound
 from node.events import ExamScored
-from node.inference.runner import LoadedModel
-from node.inference.scoring import score_images
+from node.inference.scoring import ImageModel, score_images
 from node.models.lifecycle import ModelLifecycle
 from node.models.registry import load_model
 
@@ -118,7 +117,7 @@ class ShadowRunner:
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: ImageModel,
         store: ShadowStore,
         expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
     ) -> None:

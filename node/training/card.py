@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-from node.models.registry import MANUFACTURER, PREPROCESSING, device_uid
+from node.models.registry import CONTRALATERAL, MANUFACTURER, PREPROCESSING, device_uid
 from node.training.config import TrainConfig
+from node.training.contralateral_card import render_contralateral_card
 
 TRAINING_IMAGES = "training_images.csv"
 
@@ -208,8 +209,44 @@ def render_card(folder: Path) -> str:
     return "\n".join(lines)
 
 
+VALIDATION_HEADING = "## Validation on a locked set (mammo-node evaluate --record)"
+
+
+def _validation_section(validation: dict[str, Any]) -> str:
+    lines = [
+        VALIDATION_HEADING,
+        f"Command: `{validation.get('command', '')}`",
+        "",
+        f"{validation['images']} images of {validation['patients']} patients "
+        f"({validation['positives']} positive).",
+        "",
+        "| measure | value | 95 % CI |",
+        "|---|---|---|",
+    ]
+    for name, item in validation["figures"].items():
+        if isinstance(item, dict):
+            lines.append(f"| {name} | {_fmt(item.get('value'))} | {_fmt(item.get('ci'))} |")
+        else:
+            lines.append(f"| {name} | {_fmt(item)} | |")
+    return "\n".join(lines) + "\n"
+
+
 def write_card(folder: Path) -> None:
-    (folder / "MODEL_CARD.md").write_text(render_card(folder), encoding="utf-8")
+    """MODEL_CARD.md of a trained model, by its kind. A model not trained on a dataset folder
+    (the synthetic one) keeps its own card, with the recorded validation appended."""
+    spec = read_model_yaml(folder)
+    path = folder / "MODEL_CARD.md"
+    if spec.get("kind") == CONTRALATERAL:
+        text = render_contralateral_card(folder)
+    elif "trained_on" in spec["evaluation"]:
+        text = render_card(folder)
+    else:
+        validation = spec["evaluation"].get("validation")
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = text.split(VALIDATION_HEADING)[0].rstrip("\n") + "\n"
+        if validation:
+            text += "\n" + _validation_section(validation)
+    path.write_text(text, encoding="utf-8")
 
 
 SYNTHETIC_CARD = """# {name} — `{id}` {version}

@@ -68,6 +68,18 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
+def config_recipe(path: Path) -> str:
+    """The ``recipe`` a training config names ("" for the LesionNet recipe of this module)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TrainingError(f"cannot read config {path}: {exc}") from exc
+    recipe = raw.get("recipe", "") if isinstance(raw, dict) else ""
+    if not isinstance(recipe, str):
+        raise TrainingError(f"{path}: recipe must be a string, got {recipe!r}")
+    return recipe
+
+
 def _tuple(value: Any, name: str) -> tuple[Any, ...]:
     if not isinstance(value, list | tuple):
         raise TrainingError(f"{name} must be a list, got {value!r}")
