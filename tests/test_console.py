@@ -6,6 +6,7 @@ in tests/test_console_browser.py.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,12 @@ def auth(name: str) -> tuple[str, str]:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Node:
     tmp = tmp_path_factory.mktemp("console")
     shutil.copytree(PROJECT_MODELS, tmp / "models")
+    # These pages are checked with the synthetic demonstration model live.
+    registry = tmp / "models" / "registry.yaml"
+    registry.write_text(
+        re.sub(r"(?m)^live: .*$", "live: synthetic-unet/0.1.0", registry.read_text()),
+        encoding="utf-8",
+    )
     users = tuple(ConsoleUser(n, p, r) for n, (p, r) in USERS.items())
     return Node(
         make_settings(tmp / "data", models_dir=tmp / "models", workers=0, console_users=users)

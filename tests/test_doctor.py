@@ -94,7 +94,7 @@ def test_every_command_reaches_the_node_through_its_data_folder(tmp_path: Path) 
             assert checks[name] == "OK", doctor.stdout
         for name in ("clock", "api", "database", "disk", "dest orthanc"):
             assert checks[name] == "OK", doctor.stdout
-        assert checks["model"] == "WARN"  # the shipped live model is synthetic-only
+        assert checks["model"] == "OK"  # the shipped live model (mias-contralateral) loads
         assert doctor.returncode == 0, doctor.stdout
 
         # A destination on a closed port: its line fails, and so does the doctor.
