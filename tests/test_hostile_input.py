@@ -171,6 +171,7 @@ class TestMalformedIsFinal:
             ("hostile-name-3", "PatientName (0010,0010) is not a valid PN value"),
             ("bogus-syntax", "names no transfer syntax"),
             ("truncated", "pixel data cannot be decoded"),
+            ("window-center-unreadable", "grayscale pipeline attributes (PS3.3 C.11)"),
         ],
     )
     def test_one_attempt_and_a_reason(self, harness: Harness, kind: str, reason: str) -> None:

@@ -130,6 +130,17 @@ def presentation_pixels(ds: Dataset, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS)
         raise InvalidInput(
             f"expected one 2-D grayscale frame, got pixel array shape {stored.shape}"
         )
+    try:
+        return _displayed(ds, stored)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # A Rescale, Window or LUT attribute pydicom cannot read (e.g. DS "\xb7048.0").
+        raise InvalidInput(
+            f"grayscale pipeline attributes (PS3.3 C.11) cannot be applied: {type(exc).__name__}"
+        ) from exc
+
+
+def _displayed(ds: Dataset, stored: npt.NDArray[np.generic]) -> FloatImage:
+    """Modality LUT, VOI LUT and polarity, in the order presentation_pixels documents."""
     modality = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
 
     if ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, ""):

@@ -191,6 +191,15 @@ def _bad_length(ds: Dataset, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+def _unreadable_window(ds: Dataset, _rng: random.Random) -> bytes:
+    """Window Center (DS) with a byte no decimal string holds, as a flipped bit leaves it."""
+    data = bytearray(part10(ds))
+    start = data.find(b"\x28\x00\x50\x10DS")
+    if start >= 0:
+        data[start + 8] = 0xB7
+    return bytes(data)
+
+
 def mutations() -> list[tuple[str, Mutation]]:
     """Every kind of broken input, by name."""
     found: list[tuple[str, Mutation]] = [
@@ -220,6 +229,7 @@ def mutations() -> list[tuple[str, Mutation]]:
         ("truncated", _truncate),
         ("bad-length", _bad_length),
         ("flipped-bytes", _flip),
+        ("window-center-unreadable", _unreadable_window),
         ("modality-ct", _set("Modality", "CT")),
         ("no-intent", _delete("PresentationIntentType")),
     ]
