@@ -39,6 +39,7 @@ class Outcome:
     kind: str
     via: str  # "STOW-RS" or "C-STORE"
     study_instance_uid: str
+    series_instance_uid: str = ""
     door: str = ""  # why Orthanc refused it; empty when stored
     result: str = ""  # "job done", "job failed: ...", "ignored: ...", or "" (none yet)
     attempts: int = 0  # of its job; more than 1 means it was retried as if transient
@@ -170,16 +171,26 @@ def run_fuzz(count: int, seed: int, budget: float, data_dir: Path) -> FuzzReport
             door = (
                 c_store(peer, item.dataset) if by_dimse and item.dataset else stow(http, item.data)
             )
-            outcomes.append(
-                Outcome(
-                    item.kind, "C-STORE" if by_dimse else "STOW-RS", item.study_instance_uid, door
-                )
-            )
+            series = str(item.dataset.get("SeriesInstanceUID", "")) if item.dataset else ""
+            via = "C-STORE" if by_dimse else "STOW-RS"
+            outcomes.append(Outcome(item.kind, via, item.study_instance_uid, series, door))
         # Wait (bounded) until every stored input has an outcome.
         pending = [o for o in outcomes if not o.door]
         while pending and time.monotonic() - started < budget:
             for outcome in pending:
                 outcome.result, outcome.attempts = outcome_of(node, outcome.study_instance_uid)
+            pending = [o for o in pending if not o.result]
+            # The node records routing once per series: a hostile Series Instance UID
+            # shared by several studies has its one record under the first of them.
+            by_series = {
+                r["series_instance_uid"]: r["reason"]
+                for r in node.get("/api/v1/routing")
+                if r["decision"] == "ignored"
+            }
+            for outcome in pending:
+                series = outcome.series_instance_uid.replace(" ", "")[:64]
+                if series in by_series:
+                    outcome.result = f"ignored: {by_series[series]} (series recorded once)"
             pending = [o for o in pending if not o.result]
             if pending:
                 time.sleep(2.0)
