@@ -74,6 +74,11 @@ DESTINATION_KINDS = ("dicomweb", "dimse")
 #: Output selection meaning "every output kind the node can build".
 ALL_OUTPUTS = "all"
 DEFAULT_EXPECTED_VIEWS = ("R CC", "L CC", "R MLO", "L MLO")
+#: Largest image the node decodes, in samples (Rows x Columns x frames x samples per pixel):
+#: a full-field mammogram is 5-30 million; a header claiming more is refused undecoded.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+#: Longest a job's fetch, inference or writing may run before the job fails with the reason.
+DEFAULT_STAGE_TIMEOUT_SECONDS = 300.0
 _VIEW_LABEL = re.compile(r"^[RL] [A-Z]{2,5}$")
 
 
@@ -232,6 +237,11 @@ class Settings:
     dicom_tls_cert_file: str = ""
     dicom_tls_key_file: str = ""
     dicom_tls_ca_file: str = ""
+    # Hostile input: the largest image decoded (samples, checked against the header and the
+    # codestream before decoding), and how long one stage of a job may run before the job
+    # fails with the reason, so one exam never holds up the others.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    stage_timeout_seconds: float = DEFAULT_STAGE_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
         validate_ae_title(self.aet)
@@ -284,6 +294,10 @@ class Settings:
             raise ConfigError(
                 "DICOM TLS needs all of dicom_tls_cert_file, dicom_tls_key_file and dicom_tls_ca_file"
             )
+        if not 1 <= self.max_image_pixels <= 1 << 31:
+            raise ConfigError("max_image_pixels must be 1-2147483648 samples")
+        if not 0 < self.stage_timeout_seconds <= 86400:
+            raise ConfigError("stage_timeout_seconds must be > 0 and at most 86400")
 
     @property
     def orthanc_base_url(self) -> str:

@@ -15,6 +15,7 @@ enter (``node.net``, ``node.dicom``, the stores), never caught broadly elsewhere
     │   └── PeerUnavailable          a DICOM/HTTP peer down, timed out, 5xx
     ├── FinalError                   can never succeed: fails for good, with the reason
     │   ├── InvalidInput             a DICOM object or image file the node cannot use
+    │   ├── StageTimedOut            a job's stage ran past stage_timeout_seconds
     │   │   └── VariantInputError    variant comparison input (file, columns, scores, truth)
     │   │       ├── VariantFileError, MissingColumn, NonNumericScore,
     │   │       └── UnexpectedTruthValues, UnknownDirection, InsufficientData
@@ -71,6 +72,10 @@ class FinalError(MammoNodeError):
 
 class InvalidInput(FinalError):
     """A DICOM object or image file the node cannot use, with the reason."""
+
+
+class StageTimedOut(FinalError):
+    """A stage of a job ran past its time limit: the job fails so others are not held up."""
 
 
 class ModelNotFound(FinalError):

@@ -18,6 +18,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+from node.config import DEFAULT_MAX_IMAGE_PIXELS
+from node.dicom.limits import check_pixel_budget
 from node.errors import InvalidInput
 
 FloatImage = npt.NDArray[np.float32]
@@ -86,9 +88,10 @@ def _modality_range(ds: Dataset) -> tuple[float, float]:
     return float(ends.min()), float(ends.max())
 
 
-def _check_image(ds: Dataset) -> None:
+def _check_image(ds: Dataset, max_pixels: int) -> None:
     if "PixelData" not in ds:
         raise InvalidInput("no Pixel Data (7FE0,0010): not an image")
+    check_pixel_budget(ds, max_pixels)  # before anything decodes
     photometric = str(getattr(ds, "PhotometricInterpretation", ""))
     if int(getattr(ds, "SamplesPerPixel", 1)) != 1 or photometric not in (
         "MONOCHROME1",
@@ -106,7 +109,7 @@ def _check_image(ds: Dataset) -> None:
         raise InvalidInput("no Bits Stored (0028,0101)")
 
 
-def presentation_pixels(ds: Dataset) -> FloatImage:
+def presentation_pixels(ds: Dataset, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> FloatImage:
     """Return the image as displayed, float32 in [0, 1], brighter = denser.
 
     Order (PS3.3 C.11): Modality LUT (Rescale Slope/Intercept or Modality LUT Sequence), then
@@ -115,8 +118,10 @@ def presentation_pixels(ds: Dataset) -> FloatImage:
     Polarity last: MONOCHROME1 and Presentation LUT Shape INVERSE describe the same single
     inversion (PS3.3 C.8.11.3, DX Image Module: INVERSE "shall be used if" MONOCHROME1), so
     the output is inverted once when either says so, never twice.
+
+    Nothing is decoded when the header or the codestream claims more than ``max_pixels``.
     """
-    _check_image(ds)
+    _check_image(ds, max_pixels)
     try:
         stored = ds.pixel_array
     except (ValueError, NotImplementedError, RuntimeError, TypeError, AttributeError) as exc:
@@ -125,6 +130,17 @@ def presentation_pixels(ds: Dataset) -> FloatImage:
         raise InvalidInput(
             f"expected one 2-D grayscale frame, got pixel array shape {stored.shape}"
         )
+    try:
+        return _displayed(ds, stored)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # A Rescale, Window or LUT attribute pydicom cannot read (e.g. DS "\xb7048.0").
+        raise InvalidInput(
+            f"grayscale pipeline attributes (PS3.3 C.11) cannot be applied: {type(exc).__name__}"
+        ) from exc
+
+
+def _displayed(ds: Dataset, stored: npt.NDArray[np.generic]) -> FloatImage:
+    """Modality LUT, VOI LUT and polarity, in the order presentation_pixels documents."""
     modality = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
 
     if ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, ""):

@@ -15,7 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 
+from node.config import DEFAULT_MAX_IMAGE_PIXELS
+from node.dicom.header import check_header
 from node.dicom.pixels import presentation_pixels
+from node.dicom.quality import check_breast_present, check_image_header
+from node.dicom.uids import is_valid_uid
 from node.dicom.views import missing_views, normalise_dataset
 from node.domain import (
     ExamImage,
@@ -74,18 +78,32 @@ def source_image(dataset: pydicom.Dataset) -> SourceImage:
 
 
 def prepare_images(
-    datasets: Sequence[pydicom.Dataset],
+    datasets: Sequence[pydicom.Dataset], *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 ) -> tuple[list[PreparedImage], list[SkippedImage]]:
-    """The images a model can score, in order, and the ones it cannot, with the reason."""
+    """The images a model can score, in order, and the ones it cannot, with the reason.
+
+    An image is scored only when its header is sound (node.dicom.header), it fits the pixel
+    budget, and it passes the quality checks (node.dicom.quality): a broken image never
+    yields a result."""
     prepared: list[PreparedImage] = []
     skipped: list[SkippedImage] = []
     for dataset in datasets:
-        source = source_image(dataset)
         try:
-            prepared.append(PreparedImage(source, presentation_pixels(dataset)))
+            check_header(dataset)
+            source = source_image(dataset)
+            check_image_header(dataset)
+            pixels = presentation_pixels(dataset, max_pixels)
+            check_breast_present(pixels)
+            prepared.append(PreparedImage(source, pixels))
         except InvalidInput as error:
-            skipped.append(SkippedImage(source.SOPInstanceUID, str(error)))
+            skipped.append(SkippedImage(_named_uid(dataset), str(error)))
     return prepared, skipped
+
+
+def _named_uid(dataset: pydicom.Dataset) -> str:
+    """The SOP Instance UID to name a skipped image by, when it is a valid one."""
+    value = dataset.get("SOPInstanceUID", "")
+    return str(value) if isinstance(value, str) and is_valid_uid(str(value)) else "(invalid UID)"
 
 
 def score_images(

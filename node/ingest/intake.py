@@ -95,8 +95,9 @@ class ExamIntake:
             if decision.routed:
                 routed += members
             new = self.store.record_routing(
-                study_instance_uid=members[0].StudyInstanceUID,
-                series_instance_uid=series_uid,
+                # An invalid UID is recorded as far as a UID column holds (64, PS3.5 9.1).
+                study_instance_uid=members[0].StudyInstanceUID[:64],
+                series_instance_uid=series_uid[:64],
                 decision=decision.decision,
                 reason=decision.reason,
                 instances=len(members),

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from pydicom.uid import UID
 
-from node.config import RoutingRules
+from node.config import MG_FOR_PRESENTATION, MG_FOR_PROCESSING, RoutingRules
+from node.dicom.uids import is_valid_uid
 from node.net.orthanc_rest import InstanceTags
 from node.writers.provenance import NODE_MANUFACTURER
 
@@ -23,6 +24,13 @@ class RoutingDecision:
 
 
 ROUTED = RoutingDecision(True, "routed", "matches the routing rules")
+MISSING_INTENT = RoutingDecision(
+    True,
+    "routed",
+    "matches the routing rules by its SOP Class alone: no Presentation Intent Type (0008,0068)",
+)
+# SOP Classes whose IOD has the DX Series Module, so a Presentation Intent Type (Type 1).
+_INTENT_CLASSES = frozenset({MG_FOR_PRESENTATION, MG_FOR_PROCESSING})
 
 
 def route(tags: InstanceTags, rules: RoutingRules) -> RoutingDecision:
@@ -32,6 +40,12 @@ def route(tags: InstanceTags, rules: RoutingRules) -> RoutingDecision:
         return RoutingDecision(False, "own_output", "written by this node")
     if not tags.SOPClassUID or not tags.SOPInstanceUID:
         return RoutingDecision(False, "invalid", "no SOP Class UID / SOP Instance UID")
+    invalid = [name for name, uid in _uids(tags) if not is_valid_uid(uid)]
+    if invalid:
+        # Results copy these UIDs and WADO-RS URLs carry them: refuse them here (PS3.5 9.1).
+        return RoutingDecision(
+            False, "invalid_uid", f"invalid UID (PS3.5 9.1) in {', '.join(invalid)}"
+        )
     if tags.Modality not in rules.modalities:
         return RoutingDecision(
             False,
@@ -53,4 +67,17 @@ def route(tags: InstanceTags, rules: RoutingRules) -> RoutingDecision:
             "sop_class",
             f"SOP Class {UID(tags.SOPClassUID).name} ({tags.SOPClassUID}) is not routed",
         )
+    if not intent and tags.SOPClassUID in _INTENT_CLASSES:
+        # The DX Series Module makes Presentation Intent Type Type 1 (PS3.3 C.8.11.1): without
+        # it only the SOP Class says "For Presentation"; routed on that, and the audit says so.
+        return MISSING_INTENT
     return ROUTED
+
+
+def _uids(tags: InstanceTags) -> list[tuple[str, str]]:
+    return [
+        ("StudyInstanceUID", tags.StudyInstanceUID),
+        ("SeriesInstanceUID", tags.SeriesInstanceUID),
+        ("SOPInstanceUID", tags.SOPInstanceUID),
+        ("SOPClassUID", tags.SOPClassUID),
+    ]

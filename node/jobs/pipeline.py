@@ -7,14 +7,21 @@ starts again from fetching, and deterministic output UIDs make the repeat harmle
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pydicom
 
-from node.config import DEFAULT_EXPECTED_VIEWS
+from node.config import (
+    DEFAULT_EXPECTED_VIEWS,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_STAGE_TIMEOUT_SECONDS,
+)
 from node.delivery.service import Deliveries
 from node.delivery.states import DeliveryState
+from node.dicom.header import check_header
 from node.dicom.views import valid_patient_orientation
 from node.domain import (
     ExamRequest,
@@ -22,9 +29,10 @@ from node.domain import (
     ExamSummary,
     ImageSummary,
     OutputSummary,
+    PreparedImage,
     SkippedImage,
 )
-from node.errors import FinalError, InvalidInput
+from node.errors import FinalError, InvalidInput, StageTimedOut
 from node.events import EventBus, ExamScored
 from node.inference.scoring import ImageModel, prepare_images, score_images
 from node.jobs.revisions import add_predecessors, predecessor_outputs
@@ -32,6 +40,39 @@ from node.jobs.store import Job, JobStore
 from node.writers.outputs import BuildOptions, Output, build_outputs
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def run_bounded(stage: str, seconds: float, call: Callable[[], T]) -> T:
+    """``call()``'s answer, or StageTimedOut once it has run ``seconds``: the job fails with
+    that reason and the worker moves on, so one exam never holds up the others.
+
+    The call runs in a daemon thread, which is abandoned (Python cannot stop a thread) and
+    ends on its own; what it computes afterwards is discarded. The pixel budget checked
+    before decoding (node.dicom.limits) bounds what such a thread can hold meanwhile.
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as error:  # noqa: BLE001 - handed back and re-raised below
+            outcome.append((False, error))
+
+    thread = threading.Thread(target=target, name=f"stage-{stage}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive() or not outcome:
+        log.error("stage abandoned after %.0f s", seconds, extra={"stage": stage})
+        raise StageTimedOut(
+            f"{stage} ran past its limit of {seconds:g} s (setting stage_timeout_seconds)"
+        )
+    done, value = outcome[0]
+    if not done:
+        raise value
+    result: T = value
+    return result
 
 
 @dataclass
@@ -123,8 +164,12 @@ class ExamPipeline:
         bus: EventBus,
         expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
         options: BuildOptions = BuildOptions(),  # noqa: B008 - frozen, so a safe default
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        stage_timeout: float = DEFAULT_STAGE_TIMEOUT_SECONDS,
     ) -> None:
         self.options = options
+        self.max_image_pixels = max_image_pixels
+        self.stage_timeout = stage_timeout
         self.model = model
         self.source = source
         self.deliveries = deliveries
@@ -133,29 +178,42 @@ class ExamPipeline:
         self.expected_views = expected_views
 
     def fetch(self, work: ExamWork) -> None:
-        for ref in work.request.instances:
-            try:
-                work.sources.append(
-                    self.source.retrieve_instance(
-                        ref.StudyInstanceUID, ref.SeriesInstanceUID, ref.SOPInstanceUID
-                    )
-                )
-            except InvalidInput as error:
-                work.skipped.append(SkippedImage(ref.SOPInstanceUID, str(error)))
+        request = work.request
+        sources, skipped = run_bounded("fetching", self.stage_timeout, lambda: self._fetch(request))
+        work.sources += sources
+        work.skipped += skipped
         if not work.sources:
             raise InvalidInput(self._nothing_usable(work))
 
+    def _fetch(self, request: ExamRequest) -> tuple[list[pydicom.Dataset], list[SkippedImage]]:
+        """Each routed instance whose header is sound; the others skipped with the reason."""
+        sources: list[pydicom.Dataset] = []
+        skipped: list[SkippedImage] = []
+        for ref in request.instances:
+            try:
+                dataset = self.source.retrieve_instance(
+                    ref.StudyInstanceUID, ref.SeriesInstanceUID, ref.SOPInstanceUID
+                )
+                check_header(dataset)
+                sources.append(dataset)
+            except InvalidInput as error:
+                skipped.append(SkippedImage(ref.SOPInstanceUID, str(error)))
+        return sources, skipped
+
     def infer(self, work: ExamWork) -> None:
-        images, skipped = prepare_images(work.sources)
+        sources, revision = list(work.sources), work.request.revision
+
+        def prepare_and_score() -> tuple[list[PreparedImage], list[SkippedImage], ExamResult]:
+            images, skipped = prepare_images(sources, max_pixels=self.max_image_pixels)
+            if not images:
+                raise InvalidInput(self._nothing_usable(work, skipped))
+            exam = score_images(
+                self.model, images, expected_views=self.expected_views, revision=revision
+            )
+            return images, skipped, exam
+
+        images, skipped, work.exam = run_bounded("inferring", self.stage_timeout, prepare_and_score)
         work.skipped += skipped
-        if not images:
-            raise InvalidInput(self._nothing_usable(work))
-        work.exam = score_images(
-            self.model,
-            images,
-            expected_views=self.expected_views,
-            revision=work.request.revision,
-        )
         scored = {image.source.SOPInstanceUID for image in images}
         work.sources = [
             writable_source(dataset)
@@ -166,12 +224,18 @@ class ExamPipeline:
 
     def write(self, work: ExamWork) -> None:
         assert work.exam is not None
+        sources, exam = work.sources, work.exam
         try:
-            work.outputs = build_outputs(
-                work.sources, work.exam, self.deliveries.wanted_kinds, self.options
+            work.outputs = run_bounded(
+                "writing",
+                self.stage_timeout,
+                lambda: build_outputs(sources, exam, self.deliveries.wanted_kinds, self.options),
             )
-        except ValueError as error:
-            raise FinalError(f"cannot build valid result objects: {error}") from error
+        except (ValueError, TypeError, AttributeError, KeyError) as error:
+            # highdicom refuses a source it cannot copy validly: the same every attempt.
+            raise FinalError(
+                f"cannot build valid result objects: {type(error).__name__}: {error}"
+            ) from error
         if work.exam.revision > 0:
             # A new version after late images names the SRs it replaces (PS3.3 C.17.2.3).
             previous = self.store.list_jobs(study_instance_uid=work.job.study_instance_uid)
@@ -190,6 +254,7 @@ class ExamPipeline:
         work.deliveries = [d.view() for d in settled]
 
     @staticmethod
-    def _nothing_usable(work: ExamWork) -> str:
-        reasons = "; ".join(sorted({s.reason for s in work.skipped})) or "no instances"
+    def _nothing_usable(work: ExamWork, more: list[SkippedImage] | None = None) -> str:
+        every = work.skipped + (more or [])
+        reasons = "; ".join(sorted({s.reason for s in every})) or "no instances"
         return f"no usable image in the exam: {reasons}"

@@ -8,6 +8,8 @@ the request (InvalidInput, final, for answers that say the request itself is wro
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,8 +18,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from node.config import Destination
+from node.dicom.uids import is_valid_uid
 from node.errors import FinalError, InvalidInput
-from node.net.http import json_of, request
+from node.net.http import json_of, path_segment, request
 from node.net.multipart import boundary_of, build_related, split_parts
 
 _DICOM_MULTIPART = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -59,7 +62,12 @@ class DicomWebClient:
         self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str
     ) -> pydicom.Dataset:
         """WADO-RS RetrieveInstance (PS3.18 10.4), in the stored transfer syntax."""
-        path = f"/studies/{study_instance_uid}/series/{series_instance_uid}/instances/{sop_instance_uid}"
+        for uid in (study_instance_uid, series_instance_uid, sop_instance_uid):
+            if not is_valid_uid(uid):
+                raise InvalidInput("not retrieved: an invalid UID (PS3.5 9.1) in the request")
+        path = "/studies/{}/series/{}/instances/{}".format(
+            *map(path_segment, (study_instance_uid, series_instance_uid, sop_instance_uid))
+        )
         response = self._request("GET", path, headers={"Accept": _DICOM_MULTIPART})
         if response.status_code == 404:
             raise InvalidInput(
@@ -67,12 +75,26 @@ class DicomWebClient:
             )
         if response.status_code != 200:
             raise InvalidInput(f"{self.destination.name}: HTTP {response.status_code} on WADO-RS")
-        parts = split_parts(response.content, boundary_of(response.headers.get("content-type", "")))
+        try:
+            parts = split_parts(
+                response.content, boundary_of(response.headers.get("content-type", ""))
+            )
+        except ValueError as error:  # a malformed multipart answer: asking again cannot help
+            raise InvalidInput(
+                f"{self.destination.name}: unreadable WADO-RS answer: {error}"
+            ) from error
         if len(parts) != 1:
             raise InvalidInput(f"WADO-RS returned {len(parts)} parts for one instance")
         try:
             return pydicom.dcmread(io.BytesIO(parts[0]))
-        except (InvalidDicomError, EOFError, ValueError) as error:
+        except (
+            InvalidDicomError,
+            EOFError,
+            ValueError,
+            KeyError,
+            struct.error,
+            zlib.error,
+        ) as error:
             raise InvalidInput(
                 f"instance {sop_instance_uid} is not readable DICOM: {error}"
             ) from error
@@ -81,7 +103,7 @@ class DicomWebClient:
         """QIDO-RS SearchForInstances in one study (PS3.18 10.6): (series, SOP instance) UIDs."""
         response = self._request(
             "GET",
-            f"/studies/{study_instance_uid}/instances",
+            f"/studies/{path_segment(study_instance_uid)}/instances",
             headers={"Accept": "application/dicom+json"},
         )
         if response.status_code == 204 or (response.status_code == 200 and not response.content):

@@ -10,6 +10,7 @@ read, because its meaning depends on the request (a 404 of WADO-RS is not a 404 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -49,3 +50,11 @@ def json_of(response: httpx.Response, peer: str) -> Any:
         raise PeerUnavailable(
             f"{peer}: the answer to {response.request.url.path} is not JSON: {error}"
         ) from error
+
+
+def path_segment(value: str) -> str:
+    """``value`` as one URL path segment (RFC 3986 3.3), whatever it holds: '/', '%', ';', NUL
+    and '..' cannot steer a request (and the node's credentials) to another path. Callers
+    validate UIDs first; this is the defence behind that."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted

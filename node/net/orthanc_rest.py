@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from node.errors import FinalError, NotFound
-from node.net.http import json_of, request
+from node.net.http import json_of, path_segment, request
 
 PEER = "Orthanc"
 
@@ -90,10 +90,10 @@ class OrthancRest:
         return int(self._get("/changes", last="")["Last"])
 
     def study_instances(self, study_id: str) -> list[str]:
-        return [i["ID"] for i in self._get(f"/studies/{study_id}/instances")]
+        return [i["ID"] for i in self._get(f"/studies/{path_segment(study_id)}/instances")]
 
     def instance_tags(self, instance_id: str) -> InstanceTags:
-        tags = self._get(f"/instances/{instance_id}/simplified-tags")
+        tags = self._get(f"/instances/{path_segment(instance_id)}/simplified-tags")
 
         def text(name: str) -> str:
             value = tags.get(name, "")

@@ -131,6 +131,8 @@ class Node:
             bus=self.bus,
             expected_views=settings.expected_views,
             options=BuildOptions(language=settings.summary_language),
+            max_image_pixels=settings.max_image_pixels,
+            stage_timeout=settings.stage_timeout_seconds,
         )
         # Model lifecycle, shadow mode and feedback (node.models.lifecycle, node.review.feedback).
         self.lifecycle = ModelLifecycle(settings.models_dir)
