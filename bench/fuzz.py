@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pydicom
+from pydicom.multival import MultiValue
 
 from node.errors import MammoNodeError
 from node.net.dimse import Peer, send
@@ -171,7 +172,8 @@ def run_fuzz(count: int, seed: int, budget: float, data_dir: Path) -> FuzzReport
             door = (
                 c_store(peer, item.dataset) if by_dimse and item.dataset else stow(http, item.data)
             )
-            series = str(item.dataset.get("SeriesInstanceUID", "")) if item.dataset else ""
+            value = item.dataset.get("SeriesInstanceUID", "") if item.dataset else ""
+            series = "\\".join(value) if isinstance(value, MultiValue) else str(value)
             via = "C-STORE" if by_dimse else "STOW-RS"
             outcomes.append(Outcome(item.kind, via, item.study_instance_uid, series, door))
         # Wait (bounded) until every stored input has an outcome.
