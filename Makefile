@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := orthanc orthanc-python orthanc-dicomweb dcmtk dicom3tools poppler-utils
 # Only the tests need these: a PostgreSQL server for the job store's PostgreSQL tests, and
 # PixelMed's DicomSRValidator (Java) for the SR template checks (tests/validators.py);
-# promtool (Debian prometheus) and Orthanc on PostgreSQL for the Helm chart (tests/test_helm.py).
-TEST_APT_PACKAGES := postgresql libpixelmed-java default-jre-headless prometheus orthanc-postgresql
+# promtool (Debian prometheus) and Orthanc on PostgreSQL for the Helm chart (tests/test_helm.py);
+# openssl makes the test CA of the DICOM TLS test.
+TEST_APT_PACKAGES := postgresql libpixelmed-java default-jre-headless prometheus orthanc-postgresql openssl
 # The daemonless image build (scripts/build-image.sh, make image / image-test).
 IMAGE_APT_PACKAGES := debootstrap umoci
 LINTED := node orthanc tests bench image
