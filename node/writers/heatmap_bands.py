@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from node.domain import ExamResult, ImageResult
+from node.writers.heatmap_seg import source_sized_heatmap
 from node.writers.provenance import (
     algorithm_identification,
     equipment_arguments,
@@ -100,14 +101,7 @@ def _segment(exam: ExamResult, image: ImageResult, index: int) -> hd.seg.Segment
 def _band_segmentation(
     exam: ExamResult, source: Dataset, image: ImageResult, number: int
 ) -> Dataset:
-    heatmap = image.prediction.heatmap
-    shape = (int(source.Rows), int(source.Columns))
-    if heatmap.shape != shape:
-        raise ValueError(
-            f"heatmap of {image.source.SOPInstanceUID} is {heatmap.shape}, the image is "
-            f"{shape}: a SEG frame must match its source pixel matrix (PS3.3 C.8.20.2)"
-        )
-    masks = band_masks(heatmap)
+    masks = band_masks(source_sized_heatmap(source, image))
     seg = hd.seg.Segmentation(
         source_images=[source],
         **equipment_arguments(exam.model),

@@ -17,6 +17,7 @@ from typing import Final
 
 import highdicom as hd
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
@@ -60,9 +61,8 @@ def _segment(exam: ExamResult, image: ImageResult) -> hd.seg.SegmentDescription:
     return description
 
 
-def _heatmap_segmentation(
-    exam: ExamResult, source: Dataset, image: ImageResult, number: int
-) -> Dataset:
+def source_sized_heatmap(source: Dataset, image: ImageResult) -> npt.NDArray[np.float32]:
+    """The image's heatmap, refused unless it lies on the source pixel matrix (PS3.3 C.8.20.2)."""
     heatmap = image.prediction.heatmap
     shape = (int(source.Rows), int(source.Columns))
     if heatmap.shape != shape:
@@ -70,6 +70,13 @@ def _heatmap_segmentation(
             f"heatmap of {image.source.SOPInstanceUID} is {heatmap.shape}, the image is "
             f"{shape}: a SEG frame must match its source pixel matrix (PS3.3 C.8.20.2)"
         )
+    return heatmap
+
+
+def _heatmap_segmentation(
+    exam: ExamResult, source: Dataset, image: ImageResult, number: int
+) -> Dataset:
+    heatmap = source_sized_heatmap(source, image)
     if not np.all(np.isfinite(heatmap)) or heatmap.min() < 0.0 or heatmap.max() > 1.0:
         raise ValueError(
             f"heatmap of {image.source.SOPInstanceUID} must hold probabilities in [0, 1]: "
