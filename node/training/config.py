@@ -86,6 +86,24 @@ def _tuple(value: Any, name: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def run_paths(raw: dict[str, Any], dataset: Path | None, out: Path | None) -> dict[str, Any]:
+    """A config's values with its paths as Paths and ``--dataset``/``--out`` applied: the
+    model id and version come from the output folder, the run folder defaults beside it."""
+    values: dict[str, Any] = dict(raw)
+    for key in ("dataset", "out", "run_dir"):
+        if key in values:
+            values[key] = Path(values[key])
+    if dataset is not None:
+        values["dataset"] = dataset
+    if out is not None:
+        values["out"] = out
+        values["model_id"], values["version"] = out.parent.name, out.name
+    if "out" in values:
+        run = f"{values['out'].parent.name}-{values['out'].name}"
+        values.setdefault("run_dir", Path("var/train") / run)
+    return values
+
+
 def load_config(path: Path, dataset: Path | None = None, out: Path | None = None) -> TrainConfig:
     """Read and check a training config; unknown keys are errors."""
     try:
@@ -106,18 +124,7 @@ def load_config(path: Path, dataset: Path | None = None, out: Path | None = None
         )
     if "gamma" in augment_raw:
         augment_raw["gamma"] = _tuple(augment_raw["gamma"], "augment.gamma")
-    values: dict[str, Any] = dict(raw)
-    for key in ("dataset", "out", "run_dir"):
-        if key in values:
-            values[key] = Path(values[key])
-    if dataset is not None:
-        values["dataset"] = dataset
-    if out is not None:
-        values["out"] = out
-        values["model_id"], values["version"] = out.parent.name, out.name
-    if "out" in values:
-        run = f"{values['out'].parent.name}-{values['out'].name}"
-        values.setdefault("run_dir", Path("var/train") / run)
+    values = run_paths(raw, dataset, out)
     for key in ("train_splits", "positive_labels", "input_size", "features"):
         if key in values:
             values[key] = _tuple(values[key], key)

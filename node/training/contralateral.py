@@ -44,6 +44,7 @@ from node.models.registry import (
 from node.stats.intervals import patient_bootstrap_auc
 from node.stats.roc import auc
 from node.training.card import TRAINING_IMAGES, write_card, write_model_yaml
+from node.training.config import run_paths
 from node.training.head import (
     fit_head,
     group_folds,
@@ -99,19 +100,7 @@ def load_contralateral_config(
     known = {f.name for f in fields(ContralateralConfig)}
     if set(raw) - known:
         raise TrainingError(f"{path}: unknown keys {sorted(set(raw) - known)}")
-    values: dict[str, Any] = dict(raw)
-    for key in ("dataset", "out", "run_dir"):
-        if key in values:
-            values[key] = Path(values[key])
-    if dataset is not None:
-        values["dataset"] = dataset
-    if out is not None:
-        values["out"] = out
-        values["model_id"], values["version"] = out.parent.name, out.name
-    if "out" in values:
-        values.setdefault(
-            "run_dir", Path("var/train") / f"{values['out'].parent.name}-{values['out'].name}"
-        )
+    values = run_paths(raw, dataset, out)
     for key in ("train_splits", "input_size", "cv_seeds"):
         if key in values:
             values[key] = tuple(values[key])
