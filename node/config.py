@@ -74,6 +74,10 @@ DESTINATION_KINDS = ("dicomweb", "dimse")
 #: Output selection meaning "every output kind the node can build".
 ALL_OUTPUTS = "all"
 DEFAULT_EXPECTED_VIEWS = ("R CC", "L CC", "R MLO", "L MLO")
+#: How images make an exam (node/ingest/grouping.py): "study", one exam per Study Instance
+#: UID; "patient", a woman's studies of one Accession Number, else of one Study Date (sites
+#: and archives that send one study per view).
+EXAM_GROUPINGS = ("study", "patient")
 #: Largest image the node decodes, in samples (Rows x Columns x frames x samples per pixel):
 #: a full-field mammogram is 5-30 million; a header claiming more is refused undecoded.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
@@ -227,6 +231,10 @@ class Settings:
     # scores what arrived and marks the exam incomplete.
     expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS
     assembly_timeout_seconds: float = 120.0
+    # "study" (one exam per Study Instance UID) or "patient" (patient + accession, else
+    # patient + study date: for sites that send one study per view). Study by default: it is
+    # the one exam identity every modality guarantees, and a wrong merge is worse than a split.
+    exam_grouping: str = "study"
     promotion: PromotionMargins = field(default_factory=PromotionMargins)
     # Language of the human-readable summaries (Secondary Capture and PDF report).
     summary_language: str = "en"
@@ -280,6 +288,15 @@ class Settings:
                 )
         if not 0 <= self.assembly_timeout_seconds <= 86400:
             raise ConfigError("assembly_timeout_seconds must be 0-86400")
+        if self.exam_grouping not in EXAM_GROUPINGS:
+            raise ConfigError(
+                f"exam_grouping {self.exam_grouping!r} is not one of {', '.join(EXAM_GROUPINGS)}"
+            )
+        if self.exam_grouping == "patient" and self.assembly_timeout_seconds <= 0:
+            raise ConfigError(
+                "exam_grouping patient needs assembly_timeout_seconds > 0: the node waits that "
+                "long for the other studies of an exam, else each study would start alone"
+            )
         users = [user.name for user in self.console_users]
         if len(set(users)) != len(users):
             raise ConfigError(f"console user names must be unique, got {', '.join(users)}")

@@ -112,10 +112,13 @@ def score_images(
     *,
     expected_views: Sequence[str],
     revision: int,
+    results_study: str = "",
 ) -> ExamResult:
     """``model``'s result for the exam these images make up; InvalidInput when there are none.
 
     The exam is incomplete when an expected view ("R CC", ...) is not among the images.
+    ``results_study``: the study the exam-level results go into when the exam spans several
+    (node.ingest.grouping); used when one of the images is in it, else the first image's study.
     """
     if not images:
         raise InvalidInput("no usable image to score")
@@ -132,8 +135,9 @@ def score_images(
     ]
     present = [f"{r.source.ImageLaterality} {r.source.ViewPosition}" for r in results]
     missing = tuple(missing_views(present, expected_views))
+    studies = [r.source.StudyInstanceUID for r in results]
     return ExamResult(
-        StudyInstanceUID=results[0].source.StudyInstanceUID,
+        StudyInstanceUID=results_study if results_study in studies else studies[0],
         model=model.spec,
         images=results,
         complete=not missing,

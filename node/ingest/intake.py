@@ -9,12 +9,16 @@ leased) until ``assembly_timeout`` after the study first became stable; images t
 meanwhile join that same job. At the timeout the worker scores what arrived and marks the
 exam incomplete. Images that arrive after a job has started make a new job, the next
 *revision* of the exam's results (node.jobs.revisions): never a second silent result.
+
+Which images make one exam (one study, or a woman's studies of one accession / day) is
+``exam_grouping``'s decision, made in node.ingest.grouping; assembly is the same for both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -22,9 +26,10 @@ from dataclasses import replace
 from typing import Protocol
 
 from node.config import DEFAULT_EXPECTED_VIEWS, RoutingRules
-from node.dicom.views import missing_views, normalise, tags_getter
-from node.domain import ExamRequest, InstanceRef
+from node.dicom.views import missing_views
+from node.domain import ExamRequest
 from node.events import EventBus, SeriesRouted
+from node.ingest.grouping import Exam, ExamGrouping
 from node.ingest.routing import RoutingDecision, route
 from node.jobs.revisions import revision_of
 from node.jobs.states import JobState
@@ -65,6 +70,7 @@ class ExamIntake:
         expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
         assembly_timeout: float = 0.0,
         clock: Callable[[], float] = time.time,
+        grouping: str = "study",
     ) -> None:
         self.orthanc = orthanc
         self.store = store
@@ -75,6 +81,9 @@ class ExamIntake:
         self.expected_views = expected_views
         self.assembly_timeout = assembly_timeout
         self.clock = clock
+        self.grouping = ExamGrouping(store, grouping)
+        # One exam at a time: two studies of one exam arriving together join one job.
+        self._assembling = threading.Lock()
 
     def stable_study(self, orthanc_study_id: str) -> Job | None:
         """Route every instance of the study; queue a job when any is routed.
@@ -112,19 +121,19 @@ class ExamIntake:
                 )
         if not routed:
             return None
-        study_uid = routed[0].StudyInstanceUID
-        key = idempotency_key(study_uid, self.model_ref, [t.SOPInstanceUID for t in routed])
-        existing = self.store.find_by_key(key)
-        if existing is not None:
-            return existing  # the same images again: nothing new to analyse
-        return self._assemble(orthanc_study_id, study_uid, key, routed)
+        with self._assembling:
+            exam = self.grouping.exam(routed)
+            refs = [ref.SOPInstanceUID for ref in exam.instances]
+            key = idempotency_key(exam.key, self.model_ref, refs)
+            existing = self.store.find_by_key(key)
+            if existing is not None:
+                return existing  # the same images again: nothing new to analyse
+            return self._assemble(orthanc_study_id, exam, key)
 
-    def _assemble(
-        self, orthanc_study_id: str, study_uid: str, key: str, routed: list[InstanceTags]
-    ) -> Job:
+    def _assemble(self, orthanc_study_id: str, exam: Exam, key: str) -> Job:
         """Queue the exam, join a job still waiting for views, or start the next revision."""
         now = self.clock()
-        labels = sorted({normalise(tags_getter(t.header)).label for t in routed})
+        study_uid, labels = exam.study_instance_uid, exam.views
         missing = missing_views(labels, self.expected_views)
         earlier = [
             job
@@ -135,16 +144,13 @@ class ExamIntake:
         not_before = max(now, first_seen + self.assembly_timeout) if missing else now
         request = ExamRequest(
             orthanc_study_id=orthanc_study_id,
-            instances=tuple(
-                InstanceRef(t.StudyInstanceUID, t.SeriesInstanceUID, t.SOPInstanceUID)
-                for t in sorted(routed, key=lambda t: (t.SeriesInstanceUID, t.SOPInstanceUID))
-            ),
+            instances=exam.instances,
             views=tuple(labels),
             missing_views=tuple(missing),
         )
         waiting = [j for j in earlier if j.state is JobState.QUEUED and j.attempts == 0]
         for job in sorted(waiting, key=lambda j: j.id, reverse=True)[:1]:
-            reason = f"exam grew to {len(routed)} images" + (
+            reason = f"exam grew to {len(exam.instances)} images" + (
                 f"; still missing {', '.join(missing)}" if missing else "; all views present"
             )
             regrouped = self.store.regroup_queued(
@@ -155,7 +161,9 @@ class ExamIntake:
                 reason=reason,
             )
             if regrouped is not None:
-                log.info("exam job regrouped", extra={"job_id": job.id, "instances": len(routed)})
+                log.info(
+                    "exam job regrouped", extra={"job_id": job.id, "instances": len(exam.instances)}
+                )
                 return regrouped
         revision = max((revision_of(j) + 1 for j in earlier), default=0)
         job, created = self.store.create_job(
@@ -172,7 +180,8 @@ class ExamIntake:
                 "exam job queued",
                 extra={
                     "job_id": job.id,
-                    "instances": len(routed),
+                    "instances": len(exam.instances),
+                    "grouped_by": exam.grouped_by,
                     "revision": revision,
                     "missing_views": len(missing),
                     "wait_seconds": round(not_before - now, 1),

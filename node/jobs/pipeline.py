@@ -202,13 +202,18 @@ class ExamPipeline:
 
     def infer(self, work: ExamWork) -> None:
         sources, revision = list(work.sources), work.request.revision
+        results_study = work.job.study_instance_uid  # the exam's (node.ingest.grouping)
 
         def prepare_and_score() -> tuple[list[PreparedImage], list[SkippedImage], ExamResult]:
             images, skipped = prepare_images(sources, max_pixels=self.max_image_pixels)
             if not images:
                 raise InvalidInput(self._nothing_usable(work, skipped))
             exam = score_images(
-                self.model, images, expected_views=self.expected_views, revision=revision
+                self.model,
+                images,
+                expected_views=self.expected_views,
+                revision=revision,
+                results_study=results_study,
             )
             return images, skipped, exam
 

@@ -517,3 +517,18 @@ class JobStore:
             )
             if updated.rowcount == 0:
                 connection.execute(node_state_table.insert().values(key=key, value=value))
+
+    def claim_state(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless it is already set; the value it holds afterwards.
+
+        The first writer wins on either database (the key is the primary key), so node
+        processes racing to record the same fact all read back one answer."""
+        try:
+            with self._tx() as connection:
+                connection.execute(node_state_table.insert().values(key=key, value=value))
+        except sa.exc.IntegrityError:
+            pass  # set before us: keep that value
+        held = self.get_state(key)
+        if held is None:  # pragma: no cover - a row is never deleted
+            raise NotFound(f"node state {key} vanished")
+        return held

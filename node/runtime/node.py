@@ -106,6 +106,7 @@ class Node:
             max_attempts=settings.max_attempts,
             expected_views=settings.expected_views,
             assembly_timeout=settings.assembly_timeout_seconds,
+            grouping=settings.exam_grouping,
         )
         self.reconciler = Reconciler(self.orthanc, self.store, self.intake)
         source = DicomWebClient(

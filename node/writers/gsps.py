@@ -174,7 +174,7 @@ def _presentation_state(
         )
     state = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=[source],
-        series_instance_uid=output_uid(exam, f"GSPS series {image.source.ImageLaterality}"),
+        series_instance_uid=_series_uid(exam, image),
         series_number=series_number(
             GSPS_SERIES_NUMBER, 0 if image.source.ImageLaterality == "R" else 1
         ),
@@ -191,6 +191,16 @@ def _presentation_state(
     # series per breast, each with the breast's laterality.
     state.Laterality = image.source.ImageLaterality
     return state
+
+
+def _series_uid(exam: ExamResult, image: ImageResult) -> str:
+    """One series per breast and study: a series is in one study (PS3.3 C.7.3.1), and an exam
+    of several studies (one per view) has a GSPS in each. The exam's own study keeps the UID
+    a one-study exam always had."""
+    what = f"GSPS series {image.source.ImageLaterality}"
+    if image.source.StudyInstanceUID != exam.StudyInstanceUID:
+        what += f" {image.source.StudyInstanceUID}"
+    return output_uid(exam, what)
 
 
 def build_presentation_states(sources: Sequence[Dataset], exam: ExamResult) -> list[Dataset]:

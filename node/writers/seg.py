@@ -56,7 +56,13 @@ _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244 Late
 
 
 def pair_sources(sources: Sequence[Dataset], exam: ExamResult) -> list[tuple[Dataset, ImageResult]]:
-    """Each image result with its source dataset, in the exam's order; checks they match."""
+    """Each image result with its source dataset, in the exam's order; checks they match.
+
+    An exam may span several studies (node.ingest.grouping: one study per view): the images
+    in the exam's results study come first (stable order otherwise), so an exam-level object
+    built from ``pairs[0]`` is in that study and references the others as other-study
+    evidence; per-image objects stay in their own image's study.
+    """
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     if len(by_uid) != len(sources):
         raise ValueError("sources hold the same SOPInstanceUID twice")
@@ -65,10 +71,10 @@ def pair_sources(sources: Sequence[Dataset], exam: ExamResult) -> list[tuple[Dat
         ds = by_uid.get(image.source.SOPInstanceUID)
         if ds is None:
             raise ValueError(f"no source dataset for SOPInstanceUID {image.source.SOPInstanceUID}")
-        if ds.StudyInstanceUID != exam.StudyInstanceUID:
+        if ds.StudyInstanceUID != image.source.StudyInstanceUID:
             raise ValueError(
                 f"source {image.source.SOPInstanceUID} belongs to study {ds.StudyInstanceUID}, "
-                f"not {exam.StudyInstanceUID}: results must stay in their study (PS3.3 C.7.2.1)"
+                f"not {image.source.StudyInstanceUID} as its result says"
             )
         if image.source.ImageLaterality not in ("L", "R"):
             raise ValueError(
@@ -78,6 +84,12 @@ def pair_sources(sources: Sequence[Dataset], exam: ExamResult) -> list[tuple[Dat
         pairs.append((ds, image))
     if not pairs:
         raise ValueError("the exam has no images to write results for")
+    if all(ds.StudyInstanceUID != exam.StudyInstanceUID for ds, _ in pairs):
+        raise ValueError(
+            f"no source is in the exam's study {exam.StudyInstanceUID}: its results would be "
+            "in a study without its images (PS3.3 C.7.2.1)"
+        )
+    pairs.sort(key=lambda pair: pair[0].StudyInstanceUID != exam.StudyInstanceUID)
     return pairs
 
 
