@@ -230,6 +230,14 @@ def test_node_state(store: JobStore) -> None:
     assert store.get_state("seq") == "7"
 
 
+def test_claimed_node_state_keeps_the_first_value(store: JobStore) -> None:
+    """An exam's results study: the first intake to record it wins, the others read it."""
+    key = "exam results study " + "a" * 40
+    assert store.claim_state(key, "1.2.3") == "1.2.3"
+    assert store.claim_state(key, "1.2.4") == "1.2.3"
+    assert store.get_state(key) == "1.2.3"
+
+
 def test_concurrent_workers_never_share_a_job(store: JobStore) -> None:
     """Four workers lease 40 jobs at once: every job is leased exactly once."""
     for index in range(40):
