@@ -140,7 +140,7 @@ def test_kinetic_outputs_builds_everything_in_one_call() -> None:
     from node.mri import kinetic_outputs
 
     datasets, _ = dce_study(2, make_dce_phantom(seed=2, slices=12, rows=64, columns=96))
-    result, outputs = kinetic_outputs(datasets)
+    result, outputs = kinetic_outputs(datasets, summary=False)
     modalities = [ds.Modality for ds in outputs]
     assert modalities[:2] == ["SEG", "SR"] and set(modalities[2:]) <= {"MR", "OT"}
     assert len(outputs) == 2 + int((result.curve > 0).any(axis=(1, 2)).sum())
