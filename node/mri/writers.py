@@ -321,7 +321,8 @@ def build_mri_report(
         content=report[0],
         series_instance_uid=_uid(exam, "SR series"),
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=_uid(exam, "SR"),
+        # Another scorer gives other scores: another instance (the rule keeps its old UID).
+        sop_instance_uid=_uid(exam, "SR", *([] if scorer is RULE_SCORER else [scorer.spec.ref])),
         instance_number=1,
         manufacturer=NODE_MANUFACTURER,
         is_complete=True,
