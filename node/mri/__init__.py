@@ -13,7 +13,8 @@ learned scorer can be plugged in, but none is trained (no labelled breast MRI ex
     summary    the en/ru/kk summary page with the kinetic curves: SC image and PDF
     phantom, synthetic_dicom   the synthetic DCE study for tests, demo and benchmark
 
-Not yet (issue 13): non-canonical orientations (refused); a Parametric Map.
+Not yet (issue 13): Enhanced MR multi-frame input (recorded as ignored; the writers reference
+single-frame sources only); non-canonical orientations (refused); a Parametric Map.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ projections over slices: an in-plane shift above ``motion_threshold_mm`` is flag
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
@@ -48,6 +49,7 @@ __all__ = [
     "analyse",
     "analyse_volumes",
     "breast_mask",
+    "early_phases",
     "motion_check",
     "rescored",
 ]
@@ -178,7 +180,8 @@ def breast_mask(
     return body & (rows < limit[:, np.newaxis, np.newaxis])
 
 
-def _early_phases(times: list[float | None], settings: KineticSettings) -> list[int]:
+def early_phases(times: Sequence[float | None], settings: KineticSettings) -> list[int]:
+    """Indices of the early post-contrast phases (the first post-contrast one when no times)."""
     if any(t is None for t in times):
         return [1]
     early = [k for k in range(1, len(times)) if float(times[k]) <= settings.early_window_s]  # type: ignore[arg-type]
@@ -298,7 +301,7 @@ def analyse_volumes(
         raise InvalidInput("DCE phases differ in shape: they cannot be compared voxel by voxel")
     motion = motion_check(phases[0], phases[1], spacing_mm[1:], settings.motion_threshold_mm)
     mask = breast_mask(phases[0], spacing_mm[1], settings)
-    maps = _maps(phases, _early_phases(times_s, settings), mask, settings)
+    maps = _maps(phases, early_phases(times_s, settings), mask, settings)
     labels, candidates = _candidates(phases, maps, mask, spacing_mm, settings)
     return KineticResult(*maps, mask, labels, candidates, motion, settings, tuple(times_s))
 

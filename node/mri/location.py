@@ -72,7 +72,7 @@ def breast_landmarks(
 ) -> dict[Literal["L", "R"], BreastLandmarks]:
     """Nipple and chest wall of each breast with mask voxels; ``midline`` is a column index."""
     found: dict[Literal["L", "R"], BreastLandmarks] = {}
-    cut = int(midline)
+    cut = math.ceil(midline)  # columns < midline are the right breast's, as for candidates
     halves: tuple[tuple[Literal["L", "R"], slice, int], ...] = (
         ("R", slice(0, cut), 0),
         ("L", slice(cut, mask.shape[2]), cut),

@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import yaml
@@ -35,12 +35,13 @@ import yaml
 from node.dicom.uids import derive_uid
 from node.domain import ModelSpec
 from node.errors import InvalidModelConfig, ModelNotFound, PromotionRefused
-from node.models.promotion import EvaluationSummary
-from node.models.registry import MANUFACTURER, device_uid, version_key
 from node.models.trained_on import synthetic_only
 from node.mri.phantom import CurveType
 from node.writers.locales import Locale
 from node.writers.provenance import NODE_MANUFACTURER
+
+if TYPE_CHECKING:
+    from node.models.promotion import EvaluationSummary
 
 __all__ = [
     "CURVE_WEIGHTS",
@@ -251,6 +252,11 @@ def _fail(path: Path, message: str) -> InvalidModelConfig:
 
 
 def _parse(path: Path) -> tuple[LogisticKineticScorer, EvaluationSummary]:
+    # Imported here: the mammography registry imports torch, which the kinetic analysis
+    # (the default, rule-scored path) does not need.
+    from node.models.promotion import EvaluationSummary
+    from node.models.registry import MANUFACTURER, device_uid, version_key
+
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -288,7 +294,7 @@ def _parse(path: Path) -> tuple[LogisticKineticScorer, EvaluationSummary]:
         model_id=model_id,
         version=version,
         name=raw["name"][:64],
-        manufacturer=MANUFACTURER,
+        manufacturer=raw["manufacturer"],
         device_uid=raw["device_uid"],
         intended_use=raw["intended_use"],
         training_data=raw["training_data"],

@@ -23,7 +23,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 
 from node.mri.assembly import DceExam
-from node.mri.kinetics import KineticResult, LesionCandidate
+from node.mri.kinetics import KineticResult, LesionCandidate, early_phases
 from node.mri.scoring import KINETIC_CAD, KineticScorer, RuleScorer
 from node.mri.writers import CURVE_COLOURS, curve_overlay
 from node.writers.locales import Locale, load_catalogue, load_locale
@@ -89,22 +89,12 @@ def location_text(candidate: LesionCandidate, mri: Locale, shared: Locale) -> st
     return ", ".join(parts)
 
 
-def _early_index(result: KineticResult) -> int:
-    """The phase of a curve's early peak, as the analysis took it (first post when no times)."""
-    times = result.times_s
-    if not times or any(t is None for t in times):
-        return 1
-    window = result.settings.early_window_s
-    early = [k for k in range(1, len(times)) if float(times[k] or 0.0) <= window]
-    return max(early) if early else 1
-
-
 def _plot_curve(axes: Axes, candidate: LesionCandidate, result: KineticResult, mri: Locale) -> None:
     curve = np.asarray(candidate.enhancement_curve, dtype=float)
     known = bool(result.times_s) and all(t is not None for t in result.times_s)
     x = np.array([float(t or 0.0) for t in result.times_s]) if known else np.arange(len(curve))
-    early = min(_early_index(result), len(curve) - 1)
-    peak = float(curve[1 : early + 1].max()) if early >= 1 else float(curve[1])
+    early = max(early_phases(result.times_s or (None,) * len(curve), result.settings))
+    peak = float(curve[1 : early + 1].max())  # the early peak, as the analysis takes it
     settings = result.settings
     upper = peak + settings.persistent_above_percent / 100.0 * (100.0 + peak)
     lower = peak + settings.washout_below_percent / 100.0 * (100.0 + peak)
