@@ -98,6 +98,37 @@ def test_report_has_one_group_per_candidate(analysed: tuple[DceExam, KineticResu
     assert again.SOPInstanceUID == sr.SOPInstanceUID  # deterministic
 
 
+def test_report_places_each_candidate(analysed: tuple[DceExam, KineticResult]) -> None:
+    """Finding site quadrant, clock face, depth and nipple distance, with standard codes."""
+    exam, result = analysed
+    sr = build_mri_report(exam, result, build_lesion_seg(exam, result))
+    measurements = next(
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010"
+    )
+    for group, candidate in zip(measurements.ContentSequence, result.candidates, strict=True):
+        items = {
+            i.ConceptNameCodeSequence[0].CodeValue: i
+            for i in group.ContentSequence
+            if "ConceptNameCodeSequence" in i
+        }
+        site = items["363698007"].ConceptCodeSequence[0]  # Finding Site
+        assert site.CodeMeaning.lower() == f"{candidate.quadrant} quadrant of breast"
+        modifier = items["363698007"].ContentSequence[0].ConceptCodeSequence[0]
+        assert modifier.CodeMeaning == {"R": "Right", "L": "Left"}[candidate.laterality]
+        clock = items["111014"].ConceptCodeSequence[0]  # Clockface or region, CID 6018
+        assert clock.CodeMeaning == f"{candidate.location.clock_hour} o'clock position"
+        assert items["111020"].ConceptCodeSequence[0].CodeMeaning.lower() == (
+            candidate.location.depth
+        )
+        distance = items["121242"].MeasuredValueSequence[0]  # Distance from nipple, mm
+        assert float(distance.NumericValue) == pytest.approx(
+            candidate.location.distance_from_nipple_mm
+        )
+        assert distance.MeasurementUnitsCodeSequence[0].CodeValue == "mm"
+    hours = {c.curve: c.location.clock_hour for c in result.candidates}
+    assert hours == {"persistent": 10, "plateau": 8, "washout": 2}  # default phantom
+
+
 @pytest.mark.slow
 def test_report_passes_pixelmed(analysed: tuple[DceExam, KineticResult]) -> None:
     exam, result = analysed
@@ -109,7 +140,7 @@ def test_kinetic_outputs_builds_everything_in_one_call() -> None:
     from node.mri import kinetic_outputs
 
     datasets, _ = dce_study(2, make_dce_phantom(seed=2, slices=12, rows=64, columns=96))
-    result, outputs = kinetic_outputs(datasets)
+    result, outputs = kinetic_outputs(datasets, summary=False)
     modalities = [ds.Modality for ds in outputs]
     assert modalities[:2] == ["SEG", "SR"] and set(modalities[2:]) <= {"MR", "OT"}
     assert len(outputs) == 2 + int((result.curve > 0).any(axis=(1, 2)).sum())

@@ -1,35 +1,41 @@
 """Breast MRI: DCE assembly, kinetic analysis (BI-RADS MRI lexicon) and its DICOM outputs.
 
-The room sits above ``writers`` (it reuses their provenance) and below ``jobs`` / ``ingest``,
-which may call :func:`kinetic_outputs` for a study routed as MR DCE. The lesion score is a
-rule-based heuristic; no learned scorer ships (no labelled breast MRI exists here).
+The room sits above ``writers`` and ``models`` (it reuses their provenance, locales and
+model-folder rules) and below ``jobs`` / ``ingest``, which may call :func:`kinetic_outputs`
+for a study routed as MR DCE. The lesion score is a rule-based heuristic by default; a
+learned scorer can be plugged in, but none is trained (no labelled breast MRI exists here).
 
     assembly   MR images -> DceExam (phases, pre-contrast first; ignored series with reasons)
     kinetics   DceExam -> KineticResult (motion, breast mask, PE, SER, curve types, candidates)
+    location   clock face, quadrant, depth and nipple distance of each candidate
+    scoring    the rule-based score (default) and the pluggable, gated learned scorer
     writers    KineticResult -> SEG, RGB SC colour map, TID 1500 SR
+    summary    the en/ru/kk summary page with the kinetic curves: SC image and PDF
     phantom, synthetic_dicom   the synthetic DCE study for tests, demo and benchmark
 
-Not yet (issue 13): routing of MR DCE studies and a pipeline branch calling
-:func:`kinetic_outputs`; Enhanced MR multi-frame input (recorded as ignored); non-canonical
-orientations (refused); clock-face location; a Parametric Map; the en/ru/kk summary with
-the kinetic curves plotted; a learned scorer (none ships: no labelled breast MRI here).
+Not yet (issue 13): Enhanced MR multi-frame input (recorded as ignored; the writers reference
+single-frame sources only); non-canonical orientations (refused); a Parametric Map.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pydicom.dataset import Dataset
 
 from node.mri.assembly import DceExam, IgnoredSeries, assemble_dce
-from node.mri.kinetics import KineticResult, KineticSettings, LesionCandidate, analyse
-from node.mri.writers import KINETIC_CAD, build_colour_map, build_lesion_seg, build_mri_report
+from node.mri.kinetics import KineticResult, KineticSettings, LesionCandidate, analyse, rescored
+from node.mri.scoring import KINETIC_CAD, RULE_SCORER, KineticScorer
+from node.mri.summary import summary_outputs
+from node.mri.writers import build_colour_map, build_lesion_seg, build_mri_report
 
 __all__ = [
     "KINETIC_CAD",
+    "RULE_SCORER",
     "DceExam",
     "IgnoredSeries",
     "KineticResult",
+    "KineticScorer",
     "KineticSettings",
     "LesionCandidate",
     "analyse",
@@ -39,13 +45,26 @@ __all__ = [
 
 
 def kinetic_outputs(
-    datasets: Iterable[Dataset], settings: KineticSettings | None = None
+    datasets: Iterable[Dataset],
+    settings: KineticSettings | None = None,
+    *,
+    scorer: KineticScorer = RULE_SCORER,
+    languages: Sequence[str] = ("en",),
+    summary: bool = True,
 ) -> tuple[KineticResult, list[Dataset]]:
-    """Assemble, analyse and write one MR study: (result, [SEG, SR, *colour map images]).
+    """Assemble, analyse and write one MR study.
 
-    Raises InvalidInput (a FinalError) for a study that holds no usable DCE series.
+    Returns (result, [SEG, SR, *colour map images, *(summary SC, summary PDF) per language]).
+    ``scorer`` scores the candidates (the rule by default; node/mri/scoring.py), ``languages``
+    are the summaries' (en, ru, kk). Raises InvalidInput (a FinalError) for a study that holds
+    no usable DCE series, ValueError for an unknown language.
     """
     exam = assemble_dce(datasets)
     result = analyse(exam, settings)
+    if scorer is not RULE_SCORER:
+        result = rescored(result, scorer)
     seg = build_lesion_seg(exam, result)
-    return result, [seg, build_mri_report(exam, result, seg), *build_colour_map(exam, result)]
+    outputs = [seg, build_mri_report(exam, result, seg, scorer), *build_colour_map(exam, result)]
+    if summary:
+        outputs.extend(summary_outputs(exam, result, scorer, languages))
+    return result, outputs

@@ -11,9 +11,10 @@ Definitions (BI-RADS MRI lexicon, 2013; the thresholds are :class:`KineticSettin
   when D > +10 %, *washout* when D < -10 %, *plateau* in between. Only voxels whose PE
   reaches ``enhancement_threshold_percent`` get a curve type.
 - Lesion candidates are connected (6-neighbour) enhancing voxels inside the breast mask,
-  at least ``min_volume_mm3``. Their score is a heuristic in [0, 1] (washout > plateau >
-  persistent, rising with enhancement), NOT a probability of malignancy: no labelled breast
-  MRI exists here to calibrate one (a learned scorer would sit on these features; none ships).
+  at least ``min_volume_mm3``. Their score is the rule of :mod:`node.mri.scoring`, a
+  heuristic in [0, 1] (washout > plateau > persistent, rising with enhancement), NOT a
+  probability of malignancy: no labelled breast MRI exists here to calibrate one. Each is
+  placed by clock face, quadrant, depth and nipple distance (:mod:`node.mri.location`).
 
 The breast mask is the body (pre-contrast signal above a fraction of its 99th percentile)
 in front of the chest wall, found per slice as the first row (from anterior) where the body
@@ -25,7 +26,8 @@ projections over slices: an in-plane shift above ``motion_threshold_mm`` is flag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
 import numpy as np
@@ -34,7 +36,9 @@ from scipy import ndimage
 
 from node.errors import InvalidInput
 from node.mri.assembly import DceExam
+from node.mri.location import MriLocation, Quadrant, breast_landmarks, locate
 from node.mri.phantom import CURVE_CODES, CurveType
+from node.mri.scoring import RULE_SCORER, KineticFeatures, KineticScorer
 
 __all__ = [
     "CURVE_NAMES",
@@ -45,13 +49,13 @@ __all__ = [
     "analyse",
     "analyse_volumes",
     "breast_mask",
+    "early_phases",
     "motion_check",
+    "rescored",
 ]
 
 CURVE_NAMES: Final[dict[int, CurveType]] = {v: k for k, v in CURVE_CODES.items()}
 _CANONICAL_AXIAL: Final = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-_CURVE_SCORE: Final[dict[CurveType, float]] = {"persistent": 0.2, "plateau": 0.5, "washout": 0.8}
-Quadrant = Literal["upper outer", "upper inner", "lower outer", "lower inner"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class KineticSettings:
     chest_wall_coverage: float = 0.85  # first row where the body spans this much of the width
     chest_wall_margin_mm: float = 5.0  # excluded in front of that row too
     min_signal_fraction: float = 0.05  # PE undefined below this fraction of the 99th percentile
+    central_radius_mm: float = 10.0  # this close to the nipple's axis: "central", no clock hour
 
     def __post_init__(self) -> None:
         if self.enhancement_threshold_percent <= 0:
@@ -76,6 +81,8 @@ class KineticSettings:
             raise ValueError("need washout_below_percent < 0 < persistent_above_percent")
         if self.early_window_s <= 0 or self.min_volume_mm3 < 0 or self.motion_threshold_mm <= 0:
             raise ValueError("early_window_s and motion_threshold_mm must be > 0, min_volume >= 0")
+        if self.central_radius_mm < 0:
+            raise ValueError("central_radius_mm must be >= 0")
         for name in ("body_fraction", "chest_wall_coverage", "min_signal_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must lie in (0, 1)")
@@ -104,8 +111,21 @@ class LesionCandidate:
     score: float
     centroid: tuple[float, float, float]  # (slice, row, column), voxels
     laterality: Literal["L", "R"]
-    quadrant: Quadrant
+    quadrant: Quadrant  # from the nipple (node/mri/location.py), as the clock face
     slices: tuple[int, ...]  # slice indices the region touches
+    location: MriLocation
+    enhancement_curve: tuple[float, ...]  # mean percent enhancement of its voxels, per phase
+
+    @property
+    def features(self) -> KineticFeatures:
+        """What a scorer (node/mri/scoring.py) sees of this candidate."""
+        return KineticFeatures(
+            curve=self.curve,
+            curve_fractions=self.curve_fractions,
+            max_enhancement_percent=self.max_enhancement_percent,
+            mean_ser=self.mean_ser,
+            volume_mm3=self.volume_mm3,
+        )
 
 
 @dataclass
@@ -120,6 +140,7 @@ class KineticResult:
     candidates: list[LesionCandidate]
     motion: MotionCheck
     settings: KineticSettings = field(default_factory=KineticSettings)
+    times_s: tuple[float | None, ...] = ()  # of each phase after the pre-contrast one
 
 
 def motion_check(
@@ -159,7 +180,8 @@ def breast_mask(
     return body & (rows < limit[:, np.newaxis, np.newaxis])
 
 
-def _early_phases(times: list[float | None], settings: KineticSettings) -> list[int]:
+def early_phases(times: Sequence[float | None], settings: KineticSettings) -> list[int]:
+    """Indices of the early post-contrast phases (the first post-contrast one when no times)."""
     if any(t is None for t in times):
         return [1]
     early = [k for k in range(1, len(times)) if float(times[k]) <= settings.early_window_s]  # type: ignore[arg-type]
@@ -189,18 +211,17 @@ def _maps(
     return enhancement, ser.astype(np.float32), curve
 
 
-def _quadrant(
-    laterality: str, centroid_mm: tuple[float, float], breast_centre_mm: tuple[float, float]
-) -> Quadrant:
-    """Quadrant from (z up, x to the patient's left): outer is lateral, away from the midline."""
-    z, x = centroid_mm
-    bz, bx = breast_centre_mm
-    upper = z >= bz
-    outer = x < bx if laterality == "R" else x > bx
-    return f"{'upper' if upper else 'lower'} {'outer' if outer else 'inner'}"  # type: ignore[return-value]
+def _roi_curve(
+    phases: list[npt.NDArray[np.float32]], where: tuple[slice, ...], inside: npt.NDArray[np.bool_]
+) -> tuple[float, ...]:
+    """Percent enhancement of the region's mean signal at each phase (a reader's ROI curve)."""
+    means = [float(p[where][inside].mean()) for p in phases]
+    base = means[0] if means[0] > 0 else 1.0
+    return tuple(round(100.0 * (m - means[0]) / base, 2) for m in means)
 
 
 def _candidates(
+    phases: list[npt.NDArray[np.float32]],
     result_maps: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.uint8]],
     mask: npt.NDArray[np.bool_],
     spacing: tuple[float, float, float],
@@ -210,13 +231,7 @@ def _candidates(
     labels, _ = ndimage.label(curve > 0)
     voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
     midline = mask.shape[2] / 2 if not mask.any() else float(np.nonzero(mask)[2].mean())
-    breast_centres: dict[str, tuple[float, float]] = {}
-    for half, part in (("R", mask[:, :, : int(midline)]), ("L", mask[:, :, int(midline) :])):
-        z, _, x = np.nonzero(part)
-        offset = 0 if half == "R" else int(midline)
-        breast_centres[half] = (
-            (float(z.mean()), float(x.mean()) + offset) if z.size else (0.0, midline)
-        )
+    landmarks = breast_landmarks(mask, midline, spacing)
     out = np.zeros(labels.shape, dtype=np.int32)
     found: list[LesionCandidate] = []
     for region, where in enumerate(ndimage.find_objects(labels), start=1):
@@ -233,26 +248,40 @@ def _candidates(
         majority: CurveType = max(fractions, key=lambda n: fractions[n])
         peak_pe = float(enhancement[where][inside].max())
         index = np.argwhere(inside) + [s.start for s in where]
-        centroid = tuple(float(v) for v in index.mean(axis=0))
+        centroid = (*(float(v) for v in index.mean(axis=0)),)
         side: Literal["L", "R"] = "R" if centroid[2] < midline else "L"
-        quadrant = _quadrant(side, (centroid[0], centroid[2]), breast_centres[side])
-        score = 0.7 * _CURVE_SCORE[majority] + 0.3 * min(peak_pe / 200.0, 1.0)
+        location = locate(
+            (centroid[0], centroid[1], centroid[2]),
+            side,
+            landmarks[side],  # the candidate lies in the mask, so its side has landmarks
+            spacing,
+            settings.central_radius_mm,
+        )
+        features = KineticFeatures(
+            curve=majority,
+            curve_fractions=fractions,
+            max_enhancement_percent=round(peak_pe, 3),
+            mean_ser=round(float(ser[where][inside].mean()), 4),
+            volume_mm3=round(voxels * voxel_mm3, 3),
+        )
         number = len(found) + 1
         out[where][inside] = number
         found.append(
             LesionCandidate(
                 number=number,
                 voxels=voxels,
-                volume_mm3=round(voxels * voxel_mm3, 3),
-                max_enhancement_percent=round(peak_pe, 3),
-                mean_ser=round(float(ser[where][inside].mean()), 4),
+                volume_mm3=features.volume_mm3,
+                max_enhancement_percent=features.max_enhancement_percent,
+                mean_ser=features.mean_ser,
                 curve=majority,
                 curve_fractions=fractions,
-                score=round(float(np.clip(score, 0.0, 1.0)), 4),
-                centroid=centroid,  # type: ignore[arg-type]
+                score=RULE_SCORER.score(features),
+                centroid=(centroid[0], centroid[1], centroid[2]),
                 laterality=side,
-                quadrant=quadrant,
+                quadrant=location.quadrant,
                 slices=tuple(sorted({int(i) for i in index[:, 0]})),
+                location=location,
+                enhancement_curve=_roi_curve(phases, where, inside),
             )
         )
     return out, found
@@ -272,9 +301,9 @@ def analyse_volumes(
         raise InvalidInput("DCE phases differ in shape: they cannot be compared voxel by voxel")
     motion = motion_check(phases[0], phases[1], spacing_mm[1:], settings.motion_threshold_mm)
     mask = breast_mask(phases[0], spacing_mm[1], settings)
-    maps = _maps(phases, _early_phases(times_s, settings), mask, settings)
-    labels, candidates = _candidates(maps, mask, spacing_mm, settings)
-    return KineticResult(*maps, mask, labels, candidates, motion, settings)
+    maps = _maps(phases, early_phases(times_s, settings), mask, settings)
+    labels, candidates = _candidates(phases, maps, mask, spacing_mm, settings)
+    return KineticResult(*maps, mask, labels, candidates, motion, settings, tuple(times_s))
 
 
 def analyse(exam: DceExam, settings: KineticSettings | None = None) -> KineticResult:
@@ -292,3 +321,9 @@ def analyse(exam: DceExam, settings: KineticSettings | None = None) -> KineticRe
         (exam.slice_spacing_mm, row, column),
         settings,
     )
+
+
+def rescored(result: KineticResult, scorer: KineticScorer) -> KineticResult:
+    """``result`` with every candidate scored by ``scorer`` instead of the rule."""
+    candidates = [replace(c, score=scorer.score(c.features)) for c in result.candidates]
+    return replace(result, candidates=candidates)

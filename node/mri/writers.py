@@ -6,8 +6,10 @@
   type of each enhancing voxel in colour (persistent blue, plateau yellow, washout red),
   one image per slice that has an enhancing voxel;
 - a Comprehensive SR, TID 1500, one TID 1501 group per candidate: volume, maximal initial
-  enhancement, signal enhancement ratio, curve type, the heuristic score, and the location
-  (breast and quadrant); its Tracking UID is the SEG segment's.
+  enhancement, signal enhancement ratio, curve type, the score, and the location: Finding
+  Site quadrant (CID 6020, or Central region) with laterality, Clockface or region (111014,
+  DCM; CID 6018), Depth (111020, DCM; CID 6024) and Distance from nipple (121242, DCM, mm),
+  the concepts of the mammography CAD templates; its Tracking UID is the SEG segment's.
 
 Provenance (IHE AIR) and deterministic UIDs as every writer of the node: the "model" is the
 rule-based kinetic CAD, :data:`KINETIC_CAD`, named honestly as untrained.
@@ -25,10 +27,10 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from node.dicom.uids import derive_uid
-from node.domain import ModelSpec
 from node.mri.assembly import DceExam
 from node.mri.kinetics import KineticResult, LesionCandidate
 from node.mri.phantom import CURVE_CODES
+from node.mri.scoring import KINETIC_CAD, RULE_SCORER, KineticScorer
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     NOT_FOR_CLINICAL_USE,
@@ -46,20 +48,9 @@ __all__ = [
     "build_lesion_seg",
     "build_mri_report",
     "candidate_tracking",
+    "curve_overlay",
 ]
 
-KINETIC_CAD: Final = ModelSpec(
-    model_id="mri-kinetics",
-    version="0.1.0",
-    name="mammo-node DCE-MRI kinetic CAD",
-    manufacturer=NODE_MANUFACTURER,
-    device_uid=derive_uid("mammo-node", "mri-kinetics", "0.1.0"),
-    intended_use="Research: breast DCE-MRI kinetic curves, rule-based, untrained",
-    training_data="none: BI-RADS MRI lexicon kinetics, tested on synthetic phantoms only",
-    operating_point=0.5,
-    finding_threshold=0.5,
-    input_size=(0, 0),
-)
 SEG_SERIES_NUMBER: Final = 9401
 MAP_SERIES_NUMBER: Final = 9402
 SR_SERIES_NUMBER: Final = 9403
@@ -76,12 +67,23 @@ CURVE_COLOURS: Final[dict[str, tuple[int, int, int]]] = {
     "washout": (255, 30, 30),
 }
 _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}
+# CID 6020 Quadrant Location, CID 6018 Clockface Location or Region, CID 6024 Depth.
 _QUADRANTS: Final = {
     "upper outer": codes.SCT.UpperOuterQuadrantOfBreast,
     "upper inner": codes.SCT.UpperInnerQuadrantOfBreast,
     "lower outer": codes.SCT.LowerOuterQuadrantOfBreast,
     "lower inner": codes.SCT.LowerInnerQuadrantOfBreast,
 }
+_CLOCK: Final = {hour: getattr(codes.SCT, f"_{hour}OClockPosition") for hour in range(1, 13)}
+_CENTRAL: Final = codes.SCT.CentralRegionOfBreast
+_DEPTHS: Final = {
+    "anterior": codes.SCT.Anterior,
+    "middle": Code("C25569", "NCIt", "Middle"),
+    "posterior": codes.SCT.Posterior,
+}
+CLOCKFACE: Final = codes.DCM.ClockfaceOrRegion  # (111014, DCM)
+DEPTH: Final = codes.DCM.Depth  # (111020, DCM)
+DISTANCE_FROM_NIPPLE: Final = codes.DCM.DistanceFromNipple  # (121242, DCM)
 # No standard concept names these measurements; a private scheme says so honestly.
 _LOCAL: Final = "99MMNODE"
 MAX_ENHANCEMENT: Final = Code("MRI001", _LOCAL, "Maximum initial enhancement")
@@ -173,6 +175,16 @@ def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     return float(116 * f[1] - 16), float(500 * (f[0] - f[1])), float(200 * (f[1] - f[2]))
 
 
+def curve_overlay(
+    grey: npt.NDArray[np.uint8], curve: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.uint8]:
+    """RGB of a grey slice with each enhancing voxel in its curve type's colour."""
+    rgb = np.repeat(grey[..., np.newaxis], 3, axis=-1)
+    for name, code in CURVE_CODES.items():
+        rgb[curve == code] = CURVE_COLOURS[name]
+    return rgb
+
+
 def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
     """RGB Secondary Capture images of the curve-type map, one per slice with enhancement."""
     _check(exam, result)
@@ -184,9 +196,7 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
         curve = result.curve[index]
         if not curve.any():
             continue
-        rgb = np.repeat(grey[index][..., np.newaxis], 3, axis=-1)
-        for name, code in CURVE_CODES.items():
-            rgb[curve == code] = CURVE_COLOURS[name]
+        rgb = curve_overlay(grey[index], curve)
         image = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=source,
             pixel_array=rgb,
@@ -220,16 +230,16 @@ def _group(
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     label, uid = candidate_tracking(exam, candidate)
     centre = exam.phases[1].slices[round(candidate.centroid[0])]
+    location = candidate.location
+    site = _CENTRAL if location.central else _QUADRANTS[location.quadrant]
+    clock = _CENTRAL if location.clock_hour is None else _CLOCK[location.clock_hour]
+    no_units = Code("1", "UCUM", "no units")
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=label),
         finding_type=codes.SCT.Lesion,
         finding_category=codes.SCT.MorphologicallyAbnormalStructure,
         algorithm_id=sr_algorithm_identification(KINETIC_CAD),
-        finding_sites=[
-            hd.sr.FindingSite(
-                _QUADRANTS[candidate.quadrant], laterality=_LATERALITY[candidate.laterality]
-            )
-        ],
+        finding_sites=[hd.sr.FindingSite(site, laterality=_LATERALITY[candidate.laterality])],
         measurements=[
             hd.sr.Measurement(
                 name=codes.SCT.Volume, value=candidate.volume_mm3, unit=codes.UCUM.CubicMillimeter
@@ -240,23 +250,32 @@ def _group(
                 unit=codes.UCUM.Percent,
             ),
             hd.sr.Measurement(
-                name=SIGNAL_ENHANCEMENT_RATIO,
-                value=candidate.mean_ser,
-                unit=Code("1", "UCUM", "no units"),
+                name=SIGNAL_ENHANCEMENT_RATIO, value=candidate.mean_ser, unit=no_units
             ),
+            hd.sr.Measurement(name=KINETIC_SCORE, value=candidate.score, unit=no_units),
             hd.sr.Measurement(
-                name=KINETIC_SCORE, value=candidate.score, unit=Code("1", "UCUM", "no units")
+                name=DISTANCE_FROM_NIPPLE,
+                value=location.distance_from_nipple_mm,
+                unit=codes.UCUM.Millimeter,
             ),
         ],
         qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(CURVE_TYPE, CURVE_CONCEPTS[candidate.curve])
+            hd.sr.QualitativeEvaluation(CURVE_TYPE, CURVE_CONCEPTS[candidate.curve]),
+            hd.sr.QualitativeEvaluation(CLOCKFACE, clock),
+            hd.sr.QualitativeEvaluation(DEPTH, _DEPTHS[location.depth]),
         ],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(centre)],
     )
 
 
-def build_mri_report(exam: DceExam, result: KineticResult, seg: Dataset) -> Dataset:
-    """The TID 1500 report: one group per candidate, and the caveats as comments."""
+def build_mri_report(
+    exam: DceExam, result: KineticResult, seg: Dataset, scorer: KineticScorer = RULE_SCORER
+) -> Dataset:
+    """The TID 1500 report: one group per candidate, and the caveats as comments.
+
+    ``scorer`` is the one that scored ``result``'s candidates (node/mri/scoring.py): the
+    report names it.
+    """
     _check(exam, result)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -275,7 +294,10 @@ def build_mri_report(exam: DceExam, result: KineticResult, seg: Dataset) -> Data
     )
     notes = [
         f"Generated by {KINETIC_CAD.name} {KINETIC_CAD.version}: {NOT_FOR_CLINICAL_USE.upper()}. "
-        "Rule-based kinetics (BI-RADS MRI lexicon); the score is a heuristic, not a probability.",
+        "Rule-based kinetics (BI-RADS MRI lexicon). Locations are estimated from the breast "
+        "mask (nipple = its most anterior point).",
+        f"Kinetic score by {scorer.spec.name} {scorer.spec.version} "
+        f"({scorer.spec.training_data}): not a probability of malignancy."[:1024],
         f"{len(result.candidates)} candidate(s) at initial enhancement >= "
         f"{result.settings.enhancement_threshold_percent:g} %.",
     ]
@@ -299,7 +321,8 @@ def build_mri_report(exam: DceExam, result: KineticResult, seg: Dataset) -> Data
         content=report[0],
         series_instance_uid=_uid(exam, "SR series"),
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=_uid(exam, "SR"),
+        # Another scorer gives other scores: another instance (the rule keeps its old UID).
+        sop_instance_uid=_uid(exam, "SR", *([] if scorer is RULE_SCORER else [scorer.spec.ref])),
         instance_number=1,
         manufacturer=NODE_MANUFACTURER,
         is_complete=True,

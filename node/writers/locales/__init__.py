@@ -1,7 +1,9 @@
 """Translations of the summary image and PDF report, kept as data (one YAML file a language).
 
 Every language has exactly the keys of English, so a missing translation fails when the
-locale is loaded (and in the tests), not half-way through drawing a report.
+locale is loaded (and in the tests), not half-way through drawing a report. Another room's
+report (the MRI summary) keeps its own strings the same way, in its own package:
+:func:`load_catalogue`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Final
 
 import yaml
 
-__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "Locale", "load_locale"]
+__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "Locale", "load_catalogue", "load_locale"]
 
 DEFAULT_LANGUAGE: Final = "en"
 #: Languages shipped, by ISO 639-1 code: English, Russian, Kazakh.
@@ -53,8 +55,8 @@ class Locale:
         return f"{self.number(100.0 * probability, decimals)}%"
 
 
-def _read(language: str) -> dict[str, str]:
-    text = resources.files(__name__).joinpath(f"{language}.yaml").read_text(encoding="utf-8")
+def _read(package: str, language: str) -> dict[str, str]:
+    text = resources.files(package).joinpath(f"{language}.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
@@ -67,15 +69,21 @@ def _fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-@functools.cache
 def load_locale(language: str = DEFAULT_LANGUAGE) -> Locale:
     """The strings of ``language`` (one of :data:`LANGUAGES`), checked against English."""
+    return load_catalogue(__name__, language)
+
+
+@functools.cache
+def load_catalogue(package: str, language: str = DEFAULT_LANGUAGE) -> Locale:
+    """The strings of ``language`` kept as ``<language>.yaml`` in ``package``, checked
+    against that package's English file."""
     if language not in LANGUAGES:
         raise ValueError(
             f"unknown summary language {language!r}; known languages: {', '.join(LANGUAGES)}"
         )
-    strings = _read(language)
-    reference = strings if language == DEFAULT_LANGUAGE else _read(DEFAULT_LANGUAGE)
+    strings = _read(package, language)
+    reference = strings if language == DEFAULT_LANGUAGE else _read(package, DEFAULT_LANGUAGE)
     missing, extra = set(reference) - set(strings), set(strings) - set(reference)
     if missing or extra:
         raise ValueError(
