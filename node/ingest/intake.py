@@ -9,6 +9,10 @@ leased) until ``assembly_timeout`` after the study first became stable; images t
 meanwhile join that same job. At the timeout the worker scores what arrived and marks the
 exam incomplete. Images that arrive after a job has started make a new job, the next
 *revision* of the exam's results (node.jobs.revisions): never a second silent result.
+
+A study's routed breast MRI series (node.ingest.routing.route_mr) make a job of their own,
+for the kinetic CAD (model ``mri-kinetics/<version>``): the whole DCE study at once, queued
+when the study is stable (there are no views to wait for).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from node.dicom.views import missing_views, normalise, tags_getter
 from node.domain import ExamRequest, InstanceRef
 from node.events import EventBus, SeriesRouted
 from node.ingest.routing import RoutingDecision, route
+from node.jobs.mri_stages import MRI_MODEL_REF
 from node.jobs.revisions import revision_of
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
@@ -77,7 +82,8 @@ class ExamIntake:
         self.clock = clock
 
     def stable_study(self, orthanc_study_id: str) -> Job | None:
-        """Route every instance of the study; queue a job when any is routed.
+        """Route every instance of the study; queue a job when any is routed (a study with
+        both mammograms and breast MRI gets one job of each; the mammography one is returned).
 
         Raises NotFound when the study is no longer in Orthanc (nothing to do).
         """
@@ -110,26 +116,38 @@ class ExamIntake:
                     decision.reason,
                     extra={"orthanc_study": orthanc_study_id, "instances": len(members)},
                 )
+        mr = [t for t in routed if t.Modality == "MR"]
+        mr_job = self._queue(orthanc_study_id, mr, MRI_MODEL_REF) if mr else None
+        routed = [t for t in routed if t.Modality != "MR"]
         if not routed:
-            return None
+            return mr_job
+        return self._queue(orthanc_study_id, routed, self.model_ref)
+
+    def _queue(self, orthanc_study_id: str, routed: list[InstanceTags], model_ref: str) -> Job:
         study_uid = routed[0].StudyInstanceUID
-        key = idempotency_key(study_uid, self.model_ref, [t.SOPInstanceUID for t in routed])
+        key = idempotency_key(study_uid, model_ref, [t.SOPInstanceUID for t in routed])
         existing = self.store.find_by_key(key)
         if existing is not None:
             return existing  # the same images again: nothing new to analyse
-        return self._assemble(orthanc_study_id, study_uid, key, routed)
+        return self._assemble(orthanc_study_id, study_uid, key, routed, model_ref)
 
     def _assemble(
-        self, orthanc_study_id: str, study_uid: str, key: str, routed: list[InstanceTags]
+        self,
+        orthanc_study_id: str,
+        study_uid: str,
+        key: str,
+        routed: list[InstanceTags],
+        model_ref: str,
     ) -> Job:
         """Queue the exam, join a job still waiting for views, or start the next revision."""
         now = self.clock()
-        labels = sorted({normalise(tags_getter(t.header)).label for t in routed})
-        missing = missing_views(labels, self.expected_views)
+        mr = model_ref == MRI_MODEL_REF  # a DCE study has no views to wait for
+        labels = [] if mr else sorted({normalise(tags_getter(t.header)).label for t in routed})
+        missing = [] if mr else missing_views(labels, self.expected_views)
         earlier = [
             job
             for job in self.store.list_jobs(study_instance_uid=study_uid, limit=MAX_JOBS_PER_STUDY)
-            if job.model_ref == self.model_ref
+            if job.model_ref == model_ref
         ]
         first_seen = min((job.created_at for job in earlier), default=now)
         not_before = max(now, first_seen + self.assembly_timeout) if missing else now
@@ -141,6 +159,7 @@ class ExamIntake:
             ),
             views=tuple(labels),
             missing_views=tuple(missing),
+            modality="MR" if mr else "MG",
         )
         waiting = [j for j in earlier if j.state is JobState.QUEUED and j.attempts == 0]
         for job in sorted(waiting, key=lambda j: j.id, reverse=True)[:1]:
@@ -161,7 +180,7 @@ class ExamIntake:
         job, created = self.store.create_job(
             idempotency_key=key,
             study_instance_uid=study_uid,
-            model_ref=self.model_ref,
+            model_ref=model_ref,
             payload=replace(request, revision=revision).to_json(),
             max_attempts=self.max_attempts,
             not_before=not_before,
