@@ -10,7 +10,7 @@ and lists the lesion candidates.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -42,9 +42,10 @@ class MriAnalysis:
     result: KineticResult
 
 
-def analyse_study(sources: Sequence[Dataset]) -> MriAnalysis:
-    """Assemble and analyse; InvalidInput (final) for a study without a usable DCE series."""
-    exam = assemble_dce(sources)
+def analyse_study(sources: Sequence[Dataset], revision: int = 0) -> MriAnalysis:
+    """Assemble and analyse; InvalidInput (final) for a study without a usable DCE series.
+    A revision (late images) gets output UIDs of its own, as mammography's do."""
+    exam = replace(assemble_dce(sources), revision=revision)
     return MriAnalysis(exam, analyse(exam))
 
 

@@ -279,8 +279,10 @@ class ExamPipeline:
 
     def _infer_mri(self, work: ExamWork) -> None:
         """The kinetic CAD: phase assembly and kinetics; no mammography model is involved."""
-        sources = list(work.sources)
-        work.mri = run_bounded("inferring", self.stage_timeout, lambda: analyse_study(sources))
+        sources, revision = list(work.sources), work.request.revision
+        work.mri = run_bounded(
+            "inferring", self.stage_timeout, lambda: analyse_study(sources, revision)
+        )
 
     def _write_mri(self, work: ExamWork) -> None:
         assert work.mri is not None
