@@ -191,16 +191,16 @@ class Harness:
         )
         self.worker = Worker(self.store, self.pipeline, EventBus(), OPTIONS, worker_id="w1")
 
-    def run(self, datasets: list[pydicom.Dataset]) -> Job:
+    def run(self, datasets: list[pydicom.Dataset], revision: int = 0) -> Job:
         study = str(datasets[0].StudyInstanceUID)
         refs = tuple(
             InstanceRef(study, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)) for ds in datasets
         )
         self.store.create_job(
-            idempotency_key=f"{study}-{len(refs)}",
+            idempotency_key=f"{study}-{len(refs)}-{revision}",
             study_instance_uid=study,
             model_ref=MRI_MODEL_REF,
-            payload=ExamRequest("mr", refs, modality="MR").to_json(),
+            payload=ExamRequest("mr", refs, revision=revision, modality="MR").to_json(),
             max_attempts=3,
         )
         done = self.worker.run_once()
@@ -246,6 +246,24 @@ class TestPipeline:
         job = harness.run(dce_only(study[0]))
         assert job.state is JobState.DONE, job.last_error
         assert [ds.Modality for ds in harness.destination.sent] == ["SR"]
+        harness.store.engine.dispose()
+
+    def test_a_revision_has_new_uids_and_its_sr_names_the_one_it_replaces(
+        self, tmp_path: Path, study: tuple[list[pydicom.Dataset], DcePhantom]
+    ) -> None:
+        harness = Harness(tmp_path, study[0], "all")
+        first = harness.run(dce_only(study[0]))
+        second = harness.run(dce_only(study[0]), revision=1)
+        assert first.result is not None and second.result is not None
+        before = ExamSummary.from_json(first.result).outputs
+        after = ExamSummary.from_json(second.result).outputs
+        assert not {o.SOPInstanceUID for o in before} & {o.SOPInstanceUID for o in after}
+        old_sr = next(o for o in before if o.kind == "tid1500")
+        new_sr = next(ds for ds in harness.destination.sent[len(before) :] if ds.Modality == "SR")
+        predecessor = new_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+        assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+            old_sr.SOPInstanceUID
+        )
         harness.store.engine.dispose()
 
     def test_a_study_with_too_few_phases_fails_for_good_with_the_reason(
@@ -308,3 +326,44 @@ def test_a_second_study_uid_in_the_job_is_refused(
     job = harness.run(datasets)
     assert job.state is JobState.FAILED and "2 studies" in (job.last_error or "")
     harness.store.engine.dispose()
+
+
+def test_the_console_and_api_show_an_mr_jobs_lesions(
+    tmp_path: Path, study: tuple[list[pydicom.Dataset], DcePhantom]
+) -> None:
+    """A real Node (no Orthanc: the DCE study is fetched from memory, the delivery to the
+    absent Orthanc waits for its retry) and its console page of the MR job."""
+    from fastapi.testclient import TestClient
+
+    from node.api.app import create_api
+    from node.config import ConsoleUser
+    from node.runtime.node import Node
+    from tests.harness import make_settings
+
+    users = (ConsoleUser("vera", "viewer-secret", "viewer"),)
+    node = Node(make_settings(tmp_path / "data", workers=0, console_users=users))
+    datasets = dce_only(study[0])
+    node.pipeline.source = MemoryDicomWeb(datasets)
+    study_uid = str(datasets[0].StudyInstanceUID)
+    refs = tuple(
+        InstanceRef(study_uid, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)) for ds in datasets
+    )
+    node.store.create_job(
+        idempotency_key="mr-console",
+        study_instance_uid=study_uid,
+        model_ref=MRI_MODEL_REF,
+        payload=ExamRequest("mr", refs, modality="MR").to_json(),
+        max_attempts=3,
+    )
+    job = Worker(node.store, node.pipeline, node.bus, OPTIONS, worker_id="w1").run_once()
+    assert job is not None and job.state is JobState.DONE, job and job.last_error
+    with TestClient(create_api(node), base_url="http://127.0.0.1:8000") as client:
+        page = client.get(f"/jobs/{job.id}", auth=("vera", "viewer-secret"))
+        assert page.status_code == 200
+        assert page.text.count("washout") == 1 and "Breast MRI kinetics" in page.text
+        assert "subtraction" not in page.text  # only the DCE series were routed to the job
+        api = client.get(f"/api/v1/jobs/{job.id}", headers={"Authorization": "Bearer test-token"})
+        lesions = api.json()["result"]["mri"]["lesions"]
+        assert sorted(lesion["curve"] for lesion in lesions) == ["persistent", "plateau", "washout"]
+        assert api.json()["model_ref"] == "mri-kinetics/0.1.0"
+    node.store.engine.dispose()
