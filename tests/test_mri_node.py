@@ -367,3 +367,17 @@ def test_the_console_and_api_show_an_mr_jobs_lesions(
         assert sorted(lesion["curve"] for lesion in lesions) == ["persistent", "plateau", "washout"]
         assert api.json()["model_ref"] == "mri-kinetics/0.1.0"
     node.store.engine.dispose()
+
+
+def test_the_rule_tester_routes_mr_files_as_the_node_does(
+    tmp_path: Path, study: tuple[list[pydicom.Dataset], DcePhantom]
+) -> None:
+    from node.ingest.rule_tester import try_files
+
+    for description in ("ax T2 TSE", "ax DCE post 2", "ax DCE SUB post 1"):
+        first_of(study[0], description).save_as(
+            tmp_path / f"{description}.dcm", enforce_file_format=True
+        )
+    trials = {Path(t.source).stem: t.decision for t in try_files([tmp_path], RULES)}
+    assert trials["ax DCE post 2"].routed
+    assert trials["ax T2 TSE"].code == trials["ax DCE SUB post 1"].code == "not_dce"

@@ -93,6 +93,13 @@ _DCE_KEYWORDS = (
     "ScanningSequence",
     "EchoTime",
 )
+#: Every header field the MR rule reads (InstanceTags.header).
+MR_ROUTING_KEYWORDS = (
+    "BodyPartExamined",
+    "StudyDescription",
+    "DiffusionBValue",
+    *_DCE_KEYWORDS,
+)
 
 
 def route_mr(tags: InstanceTags, rules: RoutingRules) -> RoutingDecision:
