@@ -34,6 +34,7 @@ from node.runtime.embedded import EmbeddedOrthanc
 
 STAGES = ("queued", "fetching", "inferring", "writing", "publishing")
 TOKEN = "bench"
+HTTP_TIMEOUT = 30.0  # the API answers slowly on a loaded machine
 
 
 def free_port() -> int:
@@ -47,15 +48,18 @@ def wait_done(api: str, study_uid: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         jobs = httpx.get(
-            f"{api}/api/v1/jobs", params={"StudyInstanceUID": study_uid}, headers=headers
+            f"{api}/api/v1/jobs",
+            params={"StudyInstanceUID": study_uid},
+            headers=headers,
+            timeout=HTTP_TIMEOUT,
         ).json()
         for job in jobs:
             if job["state"] in ("done", "failed"):
                 detail: dict[str, Any] = httpx.get(
-                    f"{api}/api/v1/jobs/{job['id']}", headers=headers
+                    f"{api}/api/v1/jobs/{job['id']}", headers=headers, timeout=HTTP_TIMEOUT
                 ).json()
                 return detail
-        time.sleep(0.05)
+        time.sleep(0.2)
     raise TimeoutError(f"no final job for study {study_uid} within {timeout:.0f} s")
 
 
@@ -148,7 +152,7 @@ def main() -> int:
                 images = len(datasets)
                 print(f"exam {index + 1}/{args.exams}: sending {images} images", flush=True)
                 sent_at = time.time()
-                send(peer, datasets)
+                send(peer, datasets, timeout=120)
                 stored_at = time.time()
                 job = wait_done(api, str(datasets[0].StudyInstanceUID), args.timeout)
                 if job["state"] != "done":
@@ -163,7 +167,11 @@ def main() -> int:
             rss = peak_rss_mib(node.pid)
         finally:
             node.terminate()
-            node.wait(20)
+            try:
+                node.wait(30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait(10)
             log.close()
             orthanc.stop()
 
