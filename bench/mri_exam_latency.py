@@ -9,6 +9,21 @@ and intake (routing every instance), queued, fetching (WADO-RS of every DCE imag
 
     .venv/bin/python bench/mri_exam_latency.py [--exams 2] [--slices 24] [--rows 96]
         [--columns 128] [--phases 6]
+
+Measured 2026-11-29 on the shared 2-core machine under a load average of 21-24 (so every
+figure is inflated), seconds, median:
+
+    study (T2 + 6 DCE phases + subtraction)   24 x 96 x 128, 2 exams   64 x 256 x 256, 1 exam
+    C-STORE                                    11.6  (192 images)        13.2  (512 images)
+    stable wait (1 s) + intake                  3.9                       7.9
+    queued / fetching                       0.2 / 3.5                0.2 / 31.6
+    inferring (assembly + kinetics)             0.5                       4.3
+    writing (SEG, SR, colour map)               3.2                       5.2
+    publishing (STOW-RS)                        1.1                       2.1
+    end to end                                 24.0                      64.4
+    node peak RSS                             624 MiB                   921 MiB
+
+Fetching (one WADO-RS request per DCE image) dominates at the larger size.
 """
 
 from __future__ import annotations
