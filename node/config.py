@@ -26,6 +26,9 @@ MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
 # Secondary Capture with Modality MG: digitised film and archive exports (CBIS-DDSM) come so.
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+# Breast MRI: the dynamic contrast-enhanced series go to the kinetic CAD (node.mri).
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 
 ENV_PREFIX = "MAMMO_NODE_"
 #: Languages of the summaries (node/writers/locales holds one file per language).
@@ -54,11 +57,18 @@ class RoutingRules:
     Secondary Capture is routed by default, but only with Modality MG (the Modality rule
     still applies): digitised screen-film mammograms and research archives are stored so.
     The node's own Secondary Capture summaries are skipped by the own-output guard first.
+
+    Breast MRI has a rule of its own: Modality MR AND an ``mr_sop_classes`` SOP Class AND a
+    breast (Body Part Examined in ``mr_body_parts``, or, when it is empty, "breast" in the
+    study or series description) AND a dynamic contrast-enhanced series (T2, diffusion and
+    subtraction series are ignored with the reason). An empty ``mr_sop_classes`` turns it off.
     """
 
     sop_classes: tuple[str, ...] = (MG_FOR_PRESENTATION, SECONDARY_CAPTURE)
     modalities: tuple[str, ...] = ("MG",)
     presentation_intents: tuple[str, ...] = ("FOR PRESENTATION",)
+    mr_sop_classes: tuple[str, ...] = (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE)
+    mr_body_parts: tuple[str, ...] = ("BREAST",)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ and ``row`` (y, downwards), as DICOM SCOORD uses them (PS3.3 C.18.6.1.1).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -239,6 +239,8 @@ class ExamRequest:
 
     ``views`` are the view labels present ("R CC", ...), ``missing_views`` the expected ones
     still absent when the job was queued; ``revision`` is n for the n-th re-analysis.
+    ``modality`` says which analysis the exam gets: "MG" (the mammography model) or "MR"
+    (the DCE kinetic CAD, node.mri); written only for MR, so mammography rows keep their shape.
     """
 
     orthanc_study_id: str
@@ -246,15 +248,19 @@ class ExamRequest:
     views: tuple[str, ...] = ()
     missing_views: tuple[str, ...] = ()
     revision: int = 0
+    modality: Literal["MG", "MR"] = "MG"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "orthanc_study_id": self.orthanc_study_id,
             "instances": [ref.to_json() for ref in self.instances],
             "views": list(self.views),
             "missing_views": list(self.missing_views),
             "revision": self.revision,
         }
+        if self.modality != "MG":
+            data["modality"] = self.modality
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> ExamRequest:
@@ -265,7 +271,15 @@ class ExamRequest:
             views=fields.texts("views", ()),
             missing_views=fields.texts("missing_views", ()),
             revision=fields.integer("revision", 0),
+            modality=_modality(fields),
         )
+
+
+def _modality(fields: _Fields) -> Literal["MG", "MR"]:
+    value = fields.data.get("modality", "MG")
+    if value not in ("MG", "MR"):
+        raise ValueError(f"{fields.where}.modality must be MG or MR, not {value!r}")
+    return "MR" if value == "MR" else "MG"
 
 
 @dataclass(frozen=True)
@@ -349,6 +363,71 @@ class OutputSummary:
 
 
 @dataclass(frozen=True)
+class MriLesionSummary:
+    """One lesion candidate of the DCE kinetic CAD, as the job result keeps it."""
+
+    number: int
+    laterality: str  # "L" / "R"
+    quadrant: str  # "upper outer", ...
+    curve: str  # delayed-phase curve type: "persistent", "plateau" or "washout"
+    volume_mm3: float
+    max_enhancement_percent: float
+    ser: float  # mean signal enhancement ratio
+    score: float  # rule-based kinetic score in [0, 1], not a probability
+
+    @classmethod
+    def _read(cls, f: _Fields) -> MriLesionSummary:
+        return cls(
+            f.integer("number"),
+            f.text("laterality"),
+            f.text("quadrant"),
+            f.text("curve"),
+            *(f.number(n) for n in ("volume_mm3", "max_enhancement_percent", "ser", "score")),
+        )
+
+
+@dataclass(frozen=True)
+class IgnoredSeriesSummary:
+    """A series of a DCE-MRI study left out of the analysis, and why."""
+
+    SeriesInstanceUID: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MriSummary:
+    """What a DCE-MRI job found besides the common fields: the time series it analysed,
+    the motion check, the series it left out (with the reason) and the lesion candidates."""
+
+    phases: int
+    slices: int
+    motion_mm: float
+    motion_flagged: bool
+    lesions: tuple[MriLesionSummary, ...]
+    ignored_series: tuple[IgnoredSeriesSummary, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "lesions": [asdict(x) for x in self.lesions],
+            "ignored_series": [asdict(x) for x in self.ignored_series],
+        }
+
+    @classmethod
+    def _read(cls, f: _Fields) -> MriSummary:
+        return cls(
+            phases=f.integer("phases"),
+            slices=f.integer("slices"),
+            motion_mm=f.number("motion_mm"),
+            motion_flagged=f.flag("motion_flagged"),
+            lesions=tuple(MriLesionSummary._read(x) for x in f.objects("lesions")),
+            ignored_series=tuple(
+                IgnoredSeriesSummary(x.text("SeriesInstanceUID"), x.text("reason"))
+                for x in f.objects("ignored_series")
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class ExamSummary:
     """What the job table keeps of a done exam (``job.result``): UIDs, scores and reasons,
     never patient data. ``deliveries`` are the delivery room's own views, kept as given."""
@@ -365,9 +444,12 @@ class ExamSummary:
     missing_views: tuple[str, ...] = ()
     revision: int = 0
     deliveries: tuple[Mapping[str, Any], ...] = ()
+    mri: MriSummary | None = None  # DCE-MRI exams only (written only for them)
+    # Output kinds that could not be built valid, and why (written only when there are some).
+    output_failures: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "model": self.model,
             "score": self.score,
             "recall": self.recall,
@@ -381,6 +463,11 @@ class ExamSummary:
             "published": dict(self.published),
             "deliveries": [dict(delivery) for delivery in self.deliveries],
         }
+        if self.mri is not None:
+            data["mri"] = self.mri.to_json()
+        if self.output_failures:
+            data["output_failures"] = dict(self.output_failures)
+        return data
 
     @classmethod
     def from_json(cls, data: object) -> ExamSummary:
@@ -403,4 +490,13 @@ class ExamSummary:
             missing_views=fields.texts("missing_views", ()),
             revision=fields.integer("revision", 0),
             deliveries=tuple(f.data for f in fields.objects("deliveries", ())),
+            mri=MriSummary._read(fields.mapping("mri")) if "mri" in fields.data else None,
+            output_failures=_failures(fields),
         )
+
+
+def _failures(fields: _Fields) -> dict[str, str]:
+    if "output_failures" not in fields.data:
+        return {}
+    failures = fields.mapping("output_failures")
+    return {kind: failures.text(kind) for kind in failures.data}

@@ -19,13 +19,13 @@ from node.config import Destination, load_settings
 from node.db import create_engine
 from node.delivery.echo import echo_destination
 from node.delivery.publishers import publisher_for
-from node.delivery.selection import selected_kinds, union_of_kinds
+from node.delivery.selection import KNOWN_OUTPUT_KINDS, selected_kinds, union_of_kinds
 from node.delivery.service import Deliveries
 from node.delivery.states import DeliveryState
 from node.errors import ConfigError, FinalError, PeerUnavailable
 from node.jobs.store import JobStore
 from node.synthetic.dicom import synthetic_exam
-from node.writers.outputs import DEFAULT_OUTPUT_KINDS, OUTPUT_KINDS, Output
+from node.writers.outputs import DEFAULT_OUTPUT_KINDS, Output
 from tests.harness import (
     NodeProcess,
     OrthancClient,
@@ -125,7 +125,7 @@ def test_destinations_from_yaml_with_output_selection(tmp_path: Path) -> None:
     )
     settings = load_settings(config, environ={})
     web, pacs = settings.effective_destinations
-    assert selected_kinds(web) == tuple(OUTPUT_KINDS)
+    assert selected_kinds(web) == KNOWN_OUTPUT_KINDS  # mammography and MRI kinds
     assert selected_kinds(pacs) == ("tid1500",) and pacs.port == 11112 and pacs.max_attempts == 3
     assert union_of_kinds([pacs]) == ("tid1500",)
     assert selected_kinds(Destination(name="d", url="http://x")) == DEFAULT_OUTPUT_KINDS

@@ -102,13 +102,21 @@ class ExamGrouping:
         self.store = store
         self.grouping = grouping
 
+    @staticmethod
+    def study_exam(routed: Sequence[InstanceTags], views: tuple[str, ...] = ()) -> Exam:
+        """The study's own images as one exam, whatever the grouping (a breast MRI study is
+        one exam: its series are the phases of one acquisition, not views to join)."""
+        if not routed:
+            raise ValueError("an exam needs at least one routed image")
+        study_uid = routed[0].StudyInstanceUID
+        return Exam(study_uid, study_uid, _sorted(_refs(routed)), views, "study")
+
     def exam(self, routed: Sequence[InstanceTags]) -> Exam:
         """The exam of ``routed`` (the routed images of one study, at least one)."""
         if not routed:
             raise ValueError("an exam needs at least one routed image")
-        study_uid = routed[0].StudyInstanceUID
         labels = {normalise(tags_getter(t.header)).label for t in routed}
-        alone = Exam(study_uid, study_uid, _sorted(_refs(routed)), tuple(sorted(labels)), "study")
+        alone = self.study_exam(routed, tuple(sorted(labels)))
         if self.grouping == "study":
             return alone
         keys = {exam_key(t) for t in routed}
@@ -121,7 +129,9 @@ class ExamGrouping:
             )
             return alone
         key, grouped_by = found
-        results_study = self.store.claim_state(_RESULTS_STUDY + key[len("exam ") :], study_uid)
+        results_study = self.store.claim_state(
+            _RESULTS_STUDY + key[len("exam ") :], alone.study_instance_uid
+        )
         refs = {ref.SOPInstanceUID: ref for ref in _refs(routed)}
         earlier = self.store.list_jobs(study_instance_uid=results_study, limit=MAX_JOBS_PER_EXAM)
         for job in earlier:  # every model's: the images of an exam do not depend on the model

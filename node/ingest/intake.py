@@ -12,6 +12,9 @@ exam incomplete. Images that arrive after a job has started make a new job, the 
 
 Which images make one exam (one study, or a woman's studies of one accession / day) is
 ``exam_grouping``'s decision, made in node.ingest.grouping; assembly is the same for both.
+A study's routed breast MRI series (node.ingest.routing.route_mr) make a job of their own,
+for the kinetic CAD (model ``mri-kinetics/<version>``): the whole DCE study at once (always
+one study, whatever the grouping), queued when the study is stable (no views to wait for).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from node.domain import ExamRequest
 from node.events import EventBus, SeriesRouted
 from node.ingest.grouping import Exam, ExamGrouping
 from node.ingest.routing import RoutingDecision, route
+from node.jobs.mri_stages import MRI_MODEL_REF
 from node.jobs.revisions import revision_of
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
@@ -86,7 +90,8 @@ class ExamIntake:
         self._assembling = threading.Lock()
 
     def stable_study(self, orthanc_study_id: str) -> Job | None:
-        """Route every instance of the study; queue a job when any is routed.
+        """Route every instance of the study; queue a job when any is routed (a study with
+        both mammograms and breast MRI gets one job of each; the mammography one is returned).
 
         Raises NotFound when the study is no longer in Orthanc (nothing to do).
         """
@@ -119,26 +124,36 @@ class ExamIntake:
                     decision.reason,
                     extra={"orthanc_study": orthanc_study_id, "instances": len(members)},
                 )
-        if not routed:
-            return None
+        mr = [t for t in routed if t.Modality == "MR"]
+        routed = [t for t in routed if t.Modality != "MR"]
         with self._assembling:
-            exam = self.grouping.exam(routed)
-            refs = [ref.SOPInstanceUID for ref in exam.instances]
-            key = idempotency_key(exam.key, self.model_ref, refs)
-            existing = self.store.find_by_key(key)
-            if existing is not None:
-                return existing  # the same images again: nothing new to analyse
-            return self._assemble(orthanc_study_id, exam, key)
+            mr_exam = self.grouping.study_exam(mr) if mr else None
+            mr_job = self._queue(orthanc_study_id, mr_exam, MRI_MODEL_REF) if mr_exam else None
+            if not routed:
+                return mr_job
+            return self._queue(orthanc_study_id, self.grouping.exam(routed), self.model_ref)
 
-    def _assemble(self, orthanc_study_id: str, exam: Exam, key: str) -> Job:
+    def _queue(self, orthanc_study_id: str, exam: Exam, model_ref: str) -> Job:
+        """The job of ``exam`` for ``model_ref``: the existing one for the same images, else new.
+        Called under the assembly lock."""
+        refs = [ref.SOPInstanceUID for ref in exam.instances]
+        key = idempotency_key(exam.key, model_ref, refs)
+        existing = self.store.find_by_key(key)
+        if existing is not None:
+            return existing  # the same images again: nothing new to analyse
+        return self._assemble(orthanc_study_id, exam, key, model_ref)
+
+    def _assemble(self, orthanc_study_id: str, exam: Exam, key: str, model_ref: str) -> Job:
         """Queue the exam, join a job still waiting for views, or start the next revision."""
         now = self.clock()
-        study_uid, labels = exam.study_instance_uid, exam.views
-        missing = missing_views(labels, self.expected_views)
+        mr = model_ref == MRI_MODEL_REF  # a DCE study has no views to wait for
+        study_uid = exam.study_instance_uid
+        labels = () if mr else exam.views
+        missing = [] if mr else missing_views(labels, self.expected_views)
         earlier = [
             job
             for job in self.store.list_jobs(study_instance_uid=study_uid, limit=MAX_JOBS_PER_STUDY)
-            if job.model_ref == self.model_ref
+            if job.model_ref == model_ref
         ]
         first_seen = min((job.created_at for job in earlier), default=now)
         not_before = max(now, first_seen + self.assembly_timeout) if missing else now
@@ -147,6 +162,7 @@ class ExamIntake:
             instances=exam.instances,
             views=tuple(labels),
             missing_views=tuple(missing),
+            modality="MR" if mr else "MG",
         )
         waiting = [j for j in earlier if j.state is JobState.QUEUED and j.attempts == 0]
         for job in sorted(waiting, key=lambda j: j.id, reverse=True)[:1]:
@@ -169,7 +185,7 @@ class ExamIntake:
         job, created = self.store.create_job(
             idempotency_key=key,
             study_instance_uid=study_uid,
-            model_ref=self.model_ref,
+            model_ref=model_ref,
             payload=replace(request, revision=revision).to_json(),
             max_attempts=self.max_attempts,
             not_before=not_before,

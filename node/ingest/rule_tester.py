@@ -12,7 +12,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from node.config import RoutingRules
-from node.ingest.routing import RoutingDecision, route
+from node.ingest.routing import MR_ROUTING_KEYWORDS, RoutingDecision, route
 from node.net.orthanc_rest import InstanceTags, OrthancRest
 
 
@@ -39,6 +39,8 @@ class RoutingTrial:
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
     value = ds.get(keyword, "")
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)  # as Orthanc's simplified tags give it
     return str(value).strip() if value is not None else ""
 
 
@@ -54,6 +56,7 @@ def tags_of_file(path: Path) -> InstanceTags:
         Modality=_text(ds, "Modality"),
         PresentationIntentType=_text(ds, "PresentationIntentType"),
         Manufacturer=_text(ds, "Manufacturer"),
+        header={k: _text(ds, k) for k in MR_ROUTING_KEYWORDS if k in ds},
     )
 
 

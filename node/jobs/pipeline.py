@@ -1,5 +1,7 @@
 """The work of one exam job, stage by stage: fetch, infer, write, publish.
 
+A breast DCE-MRI exam (``ExamRequest.modality`` "MR") takes the kinetic CAD's branch
+(node.jobs.mri_stages) in the infer and write stages; fetch and publish are shared.
 Each stage reads and fills an ExamWork. Nothing is kept between attempts: a retried job
 starts again from fetching, and deterministic output UIDs make the repeat harmless.
 """
@@ -35,9 +37,16 @@ from node.domain import (
 from node.errors import FinalError, InvalidInput, StageTimedOut
 from node.events import EventBus, ExamScored
 from node.inference.scoring import ImageModel, prepare_images, score_images
+from node.jobs.mri_stages import MriAnalysis, analyse_study, build_study_outputs, mri_summary
 from node.jobs.revisions import add_predecessors, predecessor_outputs
 from node.jobs.store import Job, JobStore
-from node.writers.outputs import BuildOptions, Output, build_outputs
+from node.writers.outputs import (
+    OUTPUT_KINDS,
+    BuildOptions,
+    BuiltOutputs,
+    Output,
+    build_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,7 @@ class ExamWork:
     sources: list[pydicom.Dataset] = field(default_factory=list)
     skipped: list[SkippedImage] = field(default_factory=list)
     exam: ExamResult | None = None
+    mri: MriAnalysis | None = None  # MR exams: the kinetic analysis instead of ``exam``
     outputs: list[Output] = field(default_factory=list)
     published: dict[str, int] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -95,6 +105,16 @@ class ExamWork:
 
     def summary(self) -> ExamSummary:
         """What the job table keeps: UIDs, scores and reasons, never patient data."""
+        if self.mri is not None:
+            return mri_summary(
+                self.mri,
+                skipped=self.skipped,
+                outputs=self.outputs,
+                published=self.published,
+                deliveries=self.deliveries,
+                revision=self.request.revision,
+                output_failures=self.output_failures,
+            )
         assert self.exam is not None
         return ExamSummary(
             model=self.exam.model.ref,
@@ -128,7 +148,13 @@ class ExamWork:
             ),
             published=self.published,
             deliveries=tuple(self.deliveries),
+            output_failures=self.output_failures,
         )
+
+    @property
+    def output_failures(self) -> dict[str, str]:
+        """The output kinds that could not be built valid, and why (BuiltOutputs.failures)."""
+        return dict(self.outputs.failures) if isinstance(self.outputs, BuiltOutputs) else {}
 
 
 def writable_source(dataset: pydicom.Dataset) -> pydicom.Dataset:
@@ -201,6 +227,9 @@ class ExamPipeline:
         return sources, skipped
 
     def infer(self, work: ExamWork) -> None:
+        if work.request.modality == "MR":
+            self._infer_mri(work)
+            return
         sources, revision = list(work.sources), work.request.revision
         results_study = work.job.study_instance_uid  # the exam's (node.ingest.grouping)
 
@@ -228,13 +257,17 @@ class ExamPipeline:
         self.bus.emit(ExamScored(work.job.id, tuple(images), work.exam))
 
     def write(self, work: ExamWork) -> None:
+        if work.request.modality == "MR":
+            self._write_mri(work)
+            return
         assert work.exam is not None
         sources, exam = work.sources, work.exam
+        kinds = [kind for kind in self.deliveries.wanted_kinds if kind in OUTPUT_KINDS]
         try:
             work.outputs = run_bounded(
                 "writing",
                 self.stage_timeout,
-                lambda: build_outputs(sources, exam, self.deliveries.wanted_kinds, self.options),
+                lambda: build_outputs(sources, exam, kinds, self.options),
             )
         except (ValueError, TypeError, AttributeError, KeyError) as error:
             # highdicom refuses a source it cannot copy validly: the same every attempt.
@@ -247,6 +280,33 @@ class ExamPipeline:
             add_predecessors(
                 work.outputs,
                 predecessor_outputs(previous, work.job.model_ref, work.exam.revision),
+            )
+
+    def _infer_mri(self, work: ExamWork) -> None:
+        """The kinetic CAD: phase assembly and kinetics; no mammography model is involved."""
+        sources, revision = list(work.sources), work.request.revision
+        work.mri = run_bounded(
+            "inferring", self.stage_timeout, lambda: analyse_study(sources, revision)
+        )
+
+    def _write_mri(self, work: ExamWork) -> None:
+        assert work.mri is not None
+        analysis, wanted = work.mri, self.deliveries.wanted_kinds
+        try:
+            work.outputs = run_bounded(
+                "writing",
+                self.stage_timeout,
+                lambda: build_study_outputs(analysis, wanted, self.options.language),
+            )
+        except (ValueError, TypeError, AttributeError, KeyError) as error:
+            raise FinalError(
+                f"cannot build valid MR result objects: {type(error).__name__}: {error}"
+            ) from error
+        revision = work.request.revision
+        if revision > 0:
+            previous = self.store.list_jobs(study_instance_uid=work.job.study_instance_uid)
+            add_predecessors(
+                work.outputs, predecessor_outputs(previous, work.job.model_ref, revision)
             )
 
     def publish(self, work: ExamWork) -> None:

@@ -11,10 +11,13 @@ learned scorer can be plugged in, but none is trained (no labelled breast MRI ex
     scoring    the rule-based score (default) and the pluggable, gated learned scorer
     writers    KineticResult -> SEG, RGB SC colour map, TID 1500 SR
     summary    the en/ru/kk summary page with the kinetic curves: SC image and PDF
+    outputs    the output kinds the node publishes, each built on its own
     phantom, synthetic_dicom   the synthetic DCE study for tests, demo and benchmark
 
-Not yet (issue 13): Enhanced MR multi-frame input (recorded as ignored; the writers reference
-single-frame sources only); non-canonical orientations (refused); a Parametric Map.
+The node routes breast DCE studies here (node.ingest.routing) and its pipeline builds
+:data:`MRI_OUTPUT_KINDS` (node.jobs.mri_stages). Not yet (issue 13): Enhanced MR
+multi-frame input (recorded as ignored; the writers reference single-frame sources only);
+non-canonical orientations (refused); a Parametric Map.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from pydicom.dataset import Dataset
 
 from node.mri.assembly import DceExam, IgnoredSeries, assemble_dce
 from node.mri.kinetics import KineticResult, KineticSettings, LesionCandidate, analyse, rescored
+from node.mri.outputs import MRI_OUTPUT_KINDS, MriOutputOptions, build_kinetic_outputs
 from node.mri.scoring import KINETIC_CAD, RULE_SCORER, KineticScorer
-from node.mri.summary import summary_outputs
-from node.mri.writers import build_colour_map, build_lesion_seg, build_mri_report
 
 __all__ = [
     "KINETIC_CAD",
+    "MRI_OUTPUT_KINDS",
     "RULE_SCORER",
     "DceExam",
     "IgnoredSeries",
@@ -40,6 +43,7 @@ __all__ = [
     "LesionCandidate",
     "analyse",
     "assemble_dce",
+    "build_kinetic_outputs",
     "kinetic_outputs",
 ]
 
@@ -52,9 +56,11 @@ def kinetic_outputs(
     languages: Sequence[str] = ("en",),
     summary: bool = True,
 ) -> tuple[KineticResult, list[Dataset]]:
-    """Assemble, analyse and write one MR study.
+    """Assemble, analyse and write one MR study, every kind of :data:`MRI_OUTPUT_KINDS` in
+    its order (the summaries only when ``summary``).
 
-    Returns (result, [SEG, SR, *colour map images, *(summary SC, summary PDF) per language]).
+    Returns (result, [SEG, SR, *colour map images, *summary SCs, *summary PDFs]), one summary
+    of each kind per language.
     ``scorer`` scores the candidates (the rule by default; node/mri/scoring.py), ``languages``
     are the summaries' (en, ru, kk). Raises InvalidInput (a FinalError) for a study that holds
     no usable DCE series, ValueError for an unknown language.
@@ -63,8 +69,7 @@ def kinetic_outputs(
     result = analyse(exam, settings)
     if scorer is not RULE_SCORER:
         result = rescored(result, scorer)
-    seg = build_lesion_seg(exam, result)
-    outputs = [seg, build_mri_report(exam, result, seg, scorer), *build_colour_map(exam, result)]
-    if summary:
-        outputs.extend(summary_outputs(exam, result, scorer, languages))
-    return result, outputs
+    kinds = [k for k in MRI_OUTPUT_KINDS if summary or not k.startswith("summary_")]
+    options = MriOutputOptions(scorer, tuple(languages))
+    built = build_kinetic_outputs(exam, result, kinds, options)
+    return result, [output.dataset for output in built]

@@ -76,6 +76,7 @@ class DceExam:
 
     phases: tuple[DcePhase, ...]
     ignored: tuple[IgnoredSeries, ...]
+    revision: int = 0  # n > 0: the n-th re-analysis after late images (new output UIDs)
 
     @property
     def pre(self) -> DcePhase:

@@ -53,7 +53,9 @@ _DPI: Final = 110  # the SC: 910 x 1286 pixels
 
 
 def _uid(exam: DceExam, scorer: KineticScorer, *kind: str) -> str:
-    # Language and scorer are part of the identity: each is its own instance.
+    # Language and scorer are part of the identity: each is its own instance; a revision is
+    # a new version of the results (revision 0 keeps its own UIDs, as the other MR outputs).
+    revision = (f"revision {exam.revision}",) if exam.revision > 0 else ()
     return derive_uid(
         exam.StudyInstanceUID,
         KINETIC_CAD.model_id,
@@ -61,6 +63,7 @@ def _uid(exam: DceExam, scorer: KineticScorer, *kind: str) -> str:
         scorer.spec.model_id,
         scorer.spec.version,
         *kind,
+        *revision,
     )
 
 

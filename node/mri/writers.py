@@ -94,7 +94,11 @@ IMAGING_PROCEDURE: Final = Code("363679005", "SCT", "Imaging procedure")
 
 
 def _uid(exam: DceExam, kind: str, *more: str) -> str:
-    return derive_uid(exam.StudyInstanceUID, KINETIC_CAD.model_id, KINETIC_CAD.version, kind, *more)
+    # A revision is a new version of the results: new UIDs (revision 0 keeps its own).
+    revision = (f"revision {exam.revision}",) if exam.revision > 0 else ()
+    return derive_uid(
+        exam.StudyInstanceUID, KINETIC_CAD.model_id, KINETIC_CAD.version, kind, *revision, *more
+    )
 
 
 def candidate_tracking(exam: DceExam, candidate: LesionCandidate) -> tuple[str, str]:
