@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.slow, needs_orthanc]
 
 SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def test_a_dce_study_comes_back_as_seg_colour_map_and_sr(
     assert result["mri"]["phases"] == 6 and result["mri"]["slices"] == 12
     kinds = [output["kind"] for output in result["outputs"]]
     maps = kinds.count("kinetic_map")
-    assert kinds[:2] == ["seg", "tid1500"] and maps >= 1 and len(kinds) == maps + 2
+    assert kinds[:2] == ["seg", "tid1500"] and maps >= 1
+    assert kinds[2 + maps :] == ["summary_sc", "summary_pdf"]  # in the node's language
     print(f"\nDCE exam (6 phases x 12 slices x 64 x 96) sent to done: {seconds:.1f} s")
 
     client = OrthancClient(running.settings)
@@ -122,7 +124,8 @@ def test_a_dce_study_comes_back_as_seg_colour_map_and_sr(
                 }
                 assert referenced and referenced <= sources
     assert classes.count(SEGMENTATION) == 1 and classes.count(COMPREHENSIVE_SR) == 1
-    assert len(classes) - 2 == maps  # the colour map, one RGB Secondary Capture per slice
+    # The colour map (one RGB Secondary Capture per slice) and the summary SC, and its PDF.
+    assert classes.count(ENCAPSULATED_PDF) == 1 and len(classes) - 3 == maps + 1
 
     recorded = decisions(running, study_uid)
     ignored = sorted(str(d["reason"]) for d in recorded if d["decision"] == "ignored")
