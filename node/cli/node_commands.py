@@ -134,7 +134,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
     from node.runtime.node import Node
     from node.runtime.runfile import remove_runtime_file, write_runtime_file
 
-    configured = node_settings_from(args)
+    configured = node_settings_from(args, embedded=embedded)
     settings = configured.with_secrets()
     configure_logging(settings.log_level, debug=getattr(args, "debug", False))
     if embedded and not configured.http_password:
