@@ -12,8 +12,10 @@ associations, waits for every job to end, then checks, in the job store and in O
 
 and prints, side by side: exams/hour (first C-STORE to last job done), the seconds each job
 spent in each stage (from the job store's audit trail), CPU seconds per exam of the worker
-processes, the API process, Orthanc and PostgreSQL, how busy the whole machine was (other
-users included) and the load average, and the peak RSS of each kind of process.
+processes, the API process, Orthanc and PostgreSQL (and the exams/hour they would allow if
+the machine's cores were the node's alone: computed, not measured), how busy the whole
+machine was (other users included) and the load average, and the peak RSS of each kind of
+process.
 
 The kill run SIGKILLs the worker process holding a job mid-stage; its job must be taken up by
 another process once its lease (``--lease-seconds``) expires and end with one result set.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import tempfile
@@ -57,6 +60,7 @@ from node.synthetic.dicom import synthetic_exam
 from node.writers.provenance import NODE_MANUFACTURER
 from tests.postgres import postgres_server
 
+CORES = os.cpu_count() or 1
 STAGES = ("queued", "fetching", "inferring", "writing", "publishing", "retry")
 FINAL = (JobState.DONE, JobState.FAILED)
 
@@ -95,6 +99,13 @@ class RunReport:
     @property
     def exams_per_hour(self) -> float:
         return 3600.0 * self.done / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def ceiling_per_hour(self) -> float:
+        """Exams/hour if every core of the machine were these processes' alone: the cores'
+        seconds over the CPU seconds an exam costs (all processes). Not measured: computed."""
+        per_exam = sum(self.cpu_per_exam.values())
+        return 3600.0 * CORES / per_exam if per_exam else 0.0
 
 
 def make_exams(count: int, rows: int, columns: int) -> list[list[pydicom.Dataset]]:
@@ -358,6 +369,7 @@ def print_table(reports: Sequence[RunReport], out: Callable[[str], None] = print
             (f"CPU s/exam {part}", lambda r, p=part: f"{r.cpu_per_exam.get(p, 0.0):.2f}")
             for part in ("workers", "api", "orthanc", "postgresql")
         ],
+        (f"ceiling exams/hour ({CORES} cores ours)", lambda r: f"{r.ceiling_per_hour:.0f}"),
         ("machine CPU busy (all users)", lambda r: f"{100 * r.machine_busy:.0f}%"),
         ("  of which these processes", lambda r: f"{100 * r.ours_busy:.0f}%"),
         ("load average start / end", lambda r: f"{r.load[0]:.1f} / {r.load[1]:.1f}"),
@@ -372,6 +384,7 @@ def print_table(reports: Sequence[RunReport], out: Callable[[str], None] = print
         ("  result sets in Orthanc", lambda r: str(r.kill.result_sets) if r.kill else "-"),
     ]
     width = 34
+    out(f"{CORES} cores; figures under whatever else runs on the machine (see load average)")
     out(f"{'':<{width}}" + "".join(f"{r.label:>12}" for r in reports))
     for title, cell in rows:
         out(f"{title:<{width}}" + "".join(f"{cell(r):>12}" for r in reports))
