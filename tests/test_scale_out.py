@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.scale_out import parse_args, print_table, run_scale_out
+from bench.scale_out import parse_args, run_scale_out
 from bench.scale_out_cluster import PLUGIN_DIR, POSTGRESQL_PLUGINS
+from bench.scale_out_report import print_table
 from tests.harness import SYNTHETIC_MODEL, needs_orthanc
 
 needs_orthanc_postgresql = pytest.mark.skipif(
