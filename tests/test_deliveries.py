@@ -114,3 +114,27 @@ def test_unknown_delivery_is_not_found_and_a_delivered_one_cannot_be_resent(
     deliveries.deliver_job(job_id, outputs())
     with pytest.raises(InvalidTransition, match="from delivered to retry"):
         deliveries.resend(job_id, "pacs")
+
+
+def test_a_node_process_without_the_outbox_never_counts_a_retry_as_delivered(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Two node processes on one job store but separate data folders (not the chart's shared
+    volume): the one without the job's outbox fails the attempt with the reason, and the
+    one holding it delivers; nothing is marked delivered without being sent."""
+    job_id = new_job(engine)
+    publisher = StandIn("pacs")
+    writer = Deliveries(engine, [publisher], tmp_path / "a" / "outbox")
+    other = Deliveries(engine, [publisher], tmp_path / "b" / "outbox")
+    publisher.fail_next = True
+    writer.deliver_job(job_id, outputs())  # first attempt fails: due for a retry
+
+    assert other.run_due() == 1
+    after = other.get(job_id, "pacs")
+    assert after.state is DeliveryState.RETRY
+    assert after.sent == 0 and publisher.sent == []
+    assert "outbox of job" in str(after.last_error) and "data folder" in str(after.last_error)
+
+    assert writer.run_due() == 1
+    delivered = writer.get(job_id, "pacs")
+    assert (delivered.state, delivered.sent, publisher.sent) == (DeliveryState.DELIVERED, 1, [1])

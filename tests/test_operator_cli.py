@@ -230,6 +230,42 @@ def test_a_stale_runtime_file_is_ignored(tmp_path: Path) -> None:
     assert settings.http_port == 8042
 
 
+def test_a_runtime_file_naming_this_pid_that_this_process_did_not_write_is_stale(
+    tmp_path: Path,
+) -> None:
+    """A container restarted on its volume runs its node as pid 1 again: the file its killed
+    predecessor (pid 1 too) left must not make it refuse to start."""
+    node = load_settings(environ={}, overrides={"data_dir": tmp_path, "http_port": 18042})
+    raw = json.loads(write_runtime_file(node).read_text()) | {"pid": os.getpid()}
+    other = tmp_path / "restarted"
+    other.mkdir()
+    (other / "node.json").write_text(json.dumps(raw | {"data_dir": str(other)}))
+    assert read_runtime_file(other) is None
+    assert node_settings_from(settings_parser().parse_args(["--data-dir", str(other)]))
+    assert read_runtime_file(tmp_path) is not None  # the one this process wrote is live
+
+
+def test_serve_processes_on_a_postgresql_job_store_share_their_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's node pods share one volume (the outbox): ``serve`` on PostgreSQL starts
+    beside a running node; ``up`` and an SQLite store in the folder stay one node's."""
+    sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = write_runtime_file(load_settings(environ={}, overrides={"data_dir": tmp_path}))
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"pid": sibling.pid}))
+        args = settings_parser().parse_args(["--data-dir", str(tmp_path)])
+        with pytest.raises(ConfigError, match="already runs with data folder"):
+            node_settings_from(args, embedded=False)  # SQLite: the folder's own store
+        monkeypatch.setenv("MAMMO_NODE_DATABASE_URL", "postgresql+psycopg://mammo@127.0.0.1/jobs")
+        with pytest.raises(ConfigError, match="already runs with data folder"):
+            node_settings_from(args)  # up: its Orthanc keeps its files in the folder
+        assert node_settings_from(args, embedded=False).data_dir == tmp_path
+    finally:
+        sibling.kill()
+        sibling.wait(10)
+
+
 def test_operations_without_a_running_node_say_how_to_find_it(tmp_path: Path) -> None:
     for command in (["deliveries", "--dead"], ["resend", "1", "orthanc"], ["requeue", "1"]):
         stderr = one_line_error(run_cli(*command, "--data-dir", str(tmp_path)))

@@ -54,7 +54,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(MAMMO_NODE_ORTHANC_URL, default http://127.0.0.1:<http_port>); MAMMO_NODE_HTTP_USER "
         "/ MAMMO_NODE_HTTP_PASSWORD are its credentials and MAMMO_NODE_API_TOKEN the plugin's "
         "token. Like `up`, it writes node.json into the data folder so the other commands "
-        "find it.",
+        "find it. On a PostgreSQL job store several serve processes may share one data "
+        "folder (the Helm chart's pods share its volume, the result outbox).",
     )
     add_settings_options(serve, *NODE_OPTIONS)
     serve.set_defaults(handler=cmd_serve)
@@ -134,7 +135,7 @@ def _run_node(args: argparse.Namespace, *, embedded: bool) -> int:
     from node.runtime.node import Node
     from node.runtime.runfile import remove_runtime_file, write_runtime_file
 
-    configured = node_settings_from(args)
+    configured = node_settings_from(args, embedded=embedded)
     settings = configured.with_secrets()
     configure_logging(settings.log_level, debug=getattr(args, "debug", False))
     if embedded and not configured.http_password:

@@ -89,11 +89,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return replace(settings, **followed)
 
 
-def node_settings_from(args: argparse.Namespace) -> Settings:
-    """The settings of ``up`` and ``serve``: refused while a node runs with the same folder."""
+def node_settings_from(args: argparse.Namespace, *, embedded: bool = True) -> Settings:
+    """The settings of ``up`` and ``serve``: refused while a node runs with the same folder,
+    except ``serve`` (``embedded=False``) on a PostgreSQL job store: its processes share the
+    folder as the Helm chart's pods share their volume (the result outbox), and the store
+    keeps them apart (leases). An SQLite store, or an embedded Orthanc, is one node's."""
     settings = load_settings(getattr(args, "config", None), overrides=_overrides(args))
     running = read_runtime_file(settings.data_dir)
-    if running is not None:
+    shared = not embedded and settings.effective_database_url.startswith("postgresql")
+    if running is not None and not shared:
         raise ConfigError(
             f"a node already runs with data folder {settings.data_dir} (pid {running.pid}, "
             f"API {running.api_url}); stop it or choose another --data-dir"

@@ -30,6 +30,7 @@ class Outbox:
         return self.folder(job_id).is_dir()
 
     def write(self, job_id: int, outputs: Sequence[Output]) -> None:
+        self.folder(job_id).mkdir(parents=True, exist_ok=True)  # held, even with no outputs
         for output in outputs:
             folder = self.folder(job_id) / output.kind
             folder.mkdir(parents=True, exist_ok=True)

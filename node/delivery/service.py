@@ -201,6 +201,13 @@ class Deliveries:
         if claimed is None:
             return
         try:
+            if not self.outbox.holds(claimed.job_id):
+                # Written by a node process with another data folder: never count a send
+                # that did not happen as delivered (several node processes share one folder).
+                raise RetryableError(
+                    f"the outbox of job {claimed.job_id} is not in this node's data folder "
+                    "(node replicas must share it: the chart's persistence volume)"
+                )
             datasets = self.outbox.read(claimed.job_id, claimed.kinds)
             sent = publisher.publish(datasets) if datasets else 0
         except (RetryableError, OSError) as error:

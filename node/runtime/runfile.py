@@ -22,6 +22,11 @@ from node.errors import ConfigError
 
 RUNTIME_FILE = "node.json"
 
+#: The runtime files this process wrote: a file naming this process's pid that it did not
+#: write comes from another PID namespace (a container restarted on the same volume, its
+#: node again pid 1) and is stale, or the restarted node would refuse to start for good.
+_WRITTEN_HERE: set[Path] = set()
+
 #: The settings a running node decides at start-up that other commands must follow.
 RUNTIME_SETTINGS = (
     "aet",
@@ -81,6 +86,7 @@ def write_runtime_file(settings: Settings, viewer_url: str | None = None) -> Pat
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(asdict(running), handle, indent=2)
     partial.replace(path)
+    _WRITTEN_HERE.add(path.resolve())
     return path
 
 
@@ -115,4 +121,6 @@ def read_runtime_file(data_dir: Path) -> RunningNode | None:
         running = RunningNode(**raw)
     except TypeError as error:
         raise ConfigError(f"runtime file {path} is not one this version writes: {error}") from error
+    if running.pid == os.getpid() and path.resolve() not in _WRITTEN_HERE:
+        return None  # our pid, not our file: see _WRITTEN_HERE
     return running if _alive(running.pid) else None
