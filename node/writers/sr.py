@@ -7,8 +7,10 @@ image, so nothing needs SCOORD3D, and OHIF reads both. Content (PS3.16 TID 1500)
   type (the lesion's concept from :mod:`node.writers.matching`: one view or CC + MLO), the
   breast as finding site, "Probability of cancer" and the finding's tracking identifiers
   (the same as its SEG segment's, which is how a reader gets from the region to the mask);
-- one TID 1501 group per breast and one for the exam, with "Probability of cancer", the
-  operating point, and the recall suggestion as "Recommended Follow-up";
+- the Qualitative Evaluations container (TID 1500 row 12), not measurement groups: the exam's
+  and each breast's "Probability of cancer", the operating point, the recall suggestion as
+  "Recommended Follow-up" and the breast composition when known. Every group under Imaging
+  Measurements then has its region, which stock OHIF needs to place any of them;
 - a TEXT comment saying the report is not for clinical use.
 
 Probabilities are written in percent (UCUM "%"): OHIF prints a UCUM "1" literally, and the
@@ -26,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from node.domain import ExamResult, Laterality
+from node.domain import ExamResult, ImageResult, Laterality
 from node.writers.cad_sr import TID4000_TEMPLATE, breast_composition, densest
 from node.writers.matching import Lesion, exam_lesions
 from node.writers.provenance import (
@@ -60,6 +62,7 @@ _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244
 BREAST_COMPOSITION: Final = codes.SCT.BreastComposition  # (129715009, SCT), values CID 6000
 IMAGING_PROCEDURE: Final = Code("363679005", "SCT", "Imaging procedure")  # CID 100
 _BREAST_NAME: Final = {"R": "Right breast", "L": "Left breast"}
+QUALITATIVE_EVALUATIONS: Final = Code("C0034375", "UMLS", "Qualitative Evaluations")
 
 
 def _percent(score: float, what: str) -> float:
@@ -110,49 +113,90 @@ def _finding_groups(
     return groups
 
 
-def _score_group(
-    exam: ExamResult,
-    label: str,
-    score: float,
-    sources: Sequence[Dataset],
-    laterality: str | None,
-    density: str | None = None,
-) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    measurements = [_probability(score, f"{label} score")]
-    evaluations = None
-    if laterality is None:
-        measurements.append(
-            hd.sr.Measurement(
-                name=CAD_OPERATING_POINT,
-                value=_percent(exam.model.operating_point, "operating point"),
-                unit=PERCENT,
-            )
-        )
-        evaluations = [
-            hd.sr.QualitativeEvaluation(RECOMMENDED_FOLLOW_UP, RECALL if exam.recall else NO_RECALL)
-        ]
-    # Breast density (ACR BI-RADS a-d) when the model gives it, the same codes as TID 4000.
-    composition = breast_composition(load_template(TID4000_TEMPLATE), density, label)
-    if composition is not None:
-        evaluations = [
-            *(evaluations or []),
-            hd.sr.QualitativeEvaluation(BREAST_COMPOSITION, composition),
-        ]
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=output_uid(exam, f"SR group {label}"), identifier=label
-        ),
-        finding_sites=[
-            hd.sr.FindingSite(
-                codes.SCT.Breast,
-                laterality=_LATERALITY[laterality] if laterality else None,
-            )
-        ],
-        algorithm_id=sr_algorithm_identification(exam.model),
-        measurements=measurements,
-        qualitative_evaluations=evaluations,
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
+def _laterality_modifier(laterality: str) -> hd.sr.CodeContentItem:
+    return hd.sr.CodeContentItem(
+        name=codes.SCT.Laterality,  # (272741003, SCT)
+        value=_LATERALITY[laterality],
+        relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD,
     )
+
+
+def _score_item(label: str, score: float, laterality: str | None) -> hd.sr.NumContentItem:
+    item = hd.sr.NumContentItem(
+        name=PROBABILITY_OF_CANCER,
+        value=_percent(score, f"{label} score"),
+        unit=PERCENT,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    if laterality is not None:
+        item.ContentSequence = hd.sr.ContentSequence([_laterality_modifier(laterality)])
+    return item
+
+
+def _composition_item(composition: Code, laterality: str | None) -> hd.sr.CodeContentItem:
+    item = hd.sr.CodeContentItem(
+        name=BREAST_COMPOSITION,
+        value=composition,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    if laterality is not None:
+        item.ContentSequence = hd.sr.ContentSequence([_laterality_modifier(laterality)])
+    return item
+
+
+def _qualitative_evaluations(
+    exam: ExamResult, pairs: Sequence[tuple[Dataset, ImageResult]]
+) -> hd.sr.ContainerContentItem:
+    """TID 1500 rows 12-14: what the model says of the whole exam and of each breast.
+
+    Not TID 1501 groups in Imaging Measurements: a group there without an image region makes
+    viewers that place every group on an image (OHIF reads ``coords[0]`` of each) fail on
+    the whole report. Here the recall suggestion and breast composition are row 13 CODE
+    items; the exam and per-breast "Probability of cancer" and the operating point are NUM
+    items by extension of the (extensible) template, a breast's items modified by Laterality.
+    """
+    template = load_template(TID4000_TEMPLATE)
+    # No TID 4019 here: the observer device context names the model, and PixelMed's
+    # validator (2022) reads its HAS CONCEPT MOD TEXT items as malformed row 14 TEXT.
+    items: list[hd.sr.ContentItem] = [
+        hd.sr.CodeContentItem(
+            name=RECOMMENDED_FOLLOW_UP,
+            value=RECALL if exam.recall else NO_RECALL,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    ]
+    items.append(_score_item("Exam", exam.score, None))
+    items.append(
+        hd.sr.NumContentItem(
+            name=CAD_OPERATING_POINT,
+            value=_percent(exam.model.operating_point, "operating point"),
+            unit=PERCENT,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    )
+    # Breast density (ACR BI-RADS a-d) when the model gives it, the same codes as TID 4000.
+    exam_density = exam.density or densest([i.prediction.density for _, i in pairs])
+    exam_composition = breast_composition(template, exam_density, "Exam")
+    if exam_composition is not None:
+        items.append(_composition_item(exam_composition, None))
+    lateralities: tuple[Laterality, ...] = ("R", "L")
+    for laterality in lateralities:
+        score = exam.breast_score(laterality)
+        if score is None:
+            continue
+        items.append(_score_item(_BREAST_NAME[laterality], score, laterality))
+        density = densest(
+            [i.prediction.density for _, i in pairs if i.source.ImageLaterality == laterality]
+        )
+        composition = breast_composition(template, density, _BREAST_NAME[laterality])
+        if composition is not None:
+            items.append(_composition_item(composition, laterality))
+    container = hd.sr.ContainerContentItem(
+        name=QUALITATIVE_EVALUATIONS,
+        relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+    )
+    container.ContentSequence = hd.sr.ContentSequence(items)
+    return container
 
 
 def _library_ready(source: Dataset) -> bool:
@@ -187,10 +231,7 @@ def build_measurement_report(
         for seg in segmentations
         for ref in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence
     }
-    groups: list[
-        hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
-        | hd.sr.MeasurementsAndQualitativeEvaluations
-    ] = []
+    groups: list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations] = []
     for _, image in pairs:
         if image.source.SOPInstanceUID not in seg_by_source:
             raise ValueError(f"no SEG references source {image.source.SOPInstanceUID}")
@@ -204,27 +245,6 @@ def build_measurement_report(
     order = {id(image): i for i, (_, image) in enumerate(pairs)}
     lesion_groups.sort(key=lambda mg: (order[id(mg[0].image)], mg[0].index))
     groups.extend(g for _, g in lesion_groups)
-    lateralities: tuple[Laterality, ...] = ("R", "L")
-    for laterality in lateralities:
-        score = exam.breast_score(laterality)
-        if score is not None:
-            breast_sources = [s for s, i in pairs if i.source.ImageLaterality == laterality]
-            breast_density = densest(
-                [i.prediction.density for _, i in pairs if i.source.ImageLaterality == laterality]
-            )
-            groups.append(
-                _score_group(
-                    exam,
-                    _BREAST_NAME[laterality],
-                    score,
-                    breast_sources,
-                    laterality,
-                    breast_density,
-                )
-            )
-    exam_density = exam.density or densest([i.prediction.density for _, i in pairs])
-    groups.append(_score_group(exam, "Exam", exam.score, [s for s, _ in pairs], None, exam_density))
-
     model = exam.model
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -244,6 +264,7 @@ def build_measurement_report(
         title=codes.DCM.ImagingMeasurementReport,  # what OHIF looks for (DESIGN.md)
         referenced_images=[s for s, _ in pairs if _library_ready(s)],
     )
+    report[0].ContentSequence.append(_qualitative_evaluations(exam, pairs))
     report[0].ContentSequence.append(
         hd.sr.TextContentItem(
             name=codes.DCM.Comment,  # (121106, DCM)
