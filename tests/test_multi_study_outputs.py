@@ -5,11 +5,11 @@ every object passes dciodvfy, and both SRs pass PixelMed's template validator.""
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import replace
 from pathlib import Path
 
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -30,8 +30,9 @@ def _per_view_exam() -> tuple[tuple[Dataset, ...], ExamResult]:
     sources, exam = _exam()
     copies = []
     for original in sources:
-        ds = pydicom.Dataset(original)  # a shallow copy is enough: only UIDs change
-        ds.file_meta = original.file_meta
+        # A deep copy: pydicom.Dataset(original) shares the element dict, so new UIDs
+        # would leak into test_writers' cached exam.
+        ds = copy.deepcopy(original)
         ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
         copies.append(ds)
     images = [
