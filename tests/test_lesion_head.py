@@ -189,3 +189,22 @@ def test_a_lesion_head_of_other_cells_is_refused(tmp_path: Path) -> None:
 def test_grid_mask_of_the_toy_shape_is_the_breast() -> None:
     assert grid_mask(np.ones((128, 96), bool), SHAPE).all()
     assert head().mu.shape == (544,)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "mias-contralateral" / "1.1.0"
+
+
+@pytest.mark.skipif(not (SHIPPED / "weights.pt").exists(), reason="the model is not built")
+def test_the_shipped_model_serves_its_lesion_head_and_documents_it() -> None:
+    model = load_model(SHIPPED.parent.parent, "mias-contralateral/1.1.0")
+    assert isinstance(model, ContralateralModel) and model.lesion is not None
+    assert model.lesion.weight.shape == (112 + 320,) and model.lesion.beta > 0
+    card = (SHIPPED / "MODEL_CARD.md").read_text()
+    for words in (
+        "NOT FOR CLINICAL USE",
+        "Lesion head: cross-validation inside the train split",
+        "class-activation map of the exam head",
+        "calcification",
+        "CC against MLO",
+    ):
+        assert words in card

@@ -180,6 +180,8 @@ def render_contralateral_card(folder: Path) -> str:
                 "  finds masses and distortions far better than calcifications (see the per-class rows).",
                 "- CC against MLO is not compared: mini-MIAS has MLO views only, so nothing about it",
                 "  could be trained or measured here.",
+                "- Without the other breast the lesion map subtracts the breast's own mean cell (not",
+                "  measured here); it only places the fallback head's score.",
             ]
             if "lesion" in spec["head"]
             else [
