@@ -74,17 +74,21 @@ clean:
 # held-out patients (figures recorded into its model.yaml and MODEL_CARD.md).
 MIAS ?= ../shared/data/mias-dev
 .PHONY: reference-model
-# The live model models/mias-contralateral/1.0.0, reproduced: import mini-MIAS (patient-level
-# split), train on the train split (CV inside it for the card), score the val split ONCE and
-# record it, with the previous live model (synthetic-unet) scored on the same locked set so the
-# promotion gate can compare them. About 10 min on 2 CPU cores with nothing else running.
-# Then: mammo-node models promote mias-contralateral/1.0.0 --reason "..."
+# The exam-aware models reproduced: import mini-MIAS (patient-level split), train
+# models/mias-contralateral/1.0.0 on the train split (CV inside it for the card), score the val
+# split ONCE and record it, with the previous live model (synthetic-unet) scored on the same
+# locked set so the promotion gate can compare them; then 1.1.0 (1.0.0 plus the lesion head
+# trained on the lesion circles, node/training/lesion.py) the same way against 1.0.0.
+# About 20 min on 2 CPU cores with nothing else running.
+# Then: mammo-node models promote mias-contralateral/1.1.0 --reason "..."
 reference-model: setup
 	$(BIN)/mammo-node data import $(MIAS) --format mias --out var/datasets/mias-dev --dataset-id mias-dev --val-fraction 0.3 --seed 0 --force
 	$(BIN)/mammo-node data report var/datasets/mias-dev
 	$(BIN)/mammo-node train --config models/mias-contralateral/train.yaml
 	$(BIN)/mammo-node evaluate --model synthetic-unet/0.1.0 --dataset var/datasets/mias-dev --split val --threshold 0.5 --out var/eval/synthetic-unet-0.1.0 --record
 	$(BIN)/mammo-node evaluate --model mias-contralateral/1.0.0 --dataset var/datasets/mias-dev --split val --baseline synthetic-unet/0.1.0 --threshold 0.5 --out var/eval/mias-contralateral-1.0.0 --record
+	$(BIN)/mammo-node train --config models/mias-contralateral/train-1.1.0.yaml
+	$(BIN)/mammo-node evaluate --model mias-contralateral/1.1.0 --dataset var/datasets/mias-dev --split val --baseline mias-contralateral/1.0.0 --threshold 0.5 --out var/eval/mias-contralateral-1.1.0 --record
 
 # The browser test (tests/test_viewer.py): OHIF's prebuilt dist, pinned in viewer/package-lock.json
 # and installed without its build-time dependencies, and Debian's Chromium driven by Playwright.

@@ -6,7 +6,7 @@ exam at serving resolution (3328 x 2560 MG images, presentation pixels as the wo
 them), scores it once to warm up, then ``--exams`` times through ``predict_exam`` (each
 breast against the other for the exam-aware model).
 
-    .venv/bin/python bench/inference.py [--models synthetic-unet/0.1.0 mias-contralateral/1.0.0]
+    .venv/bin/python bench/inference.py [--models mias-contralateral/1.0.0 mias-contralateral/1.1.0]
         [--threads 1 2] [--exams 3] [--rows 3328 --columns 2560]
 """
 
@@ -65,7 +65,7 @@ def child(ref: str, threads: int, exams: int, rows: int, columns: int) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--models", nargs="+", default=["synthetic-unet/0.1.0", "mias-contralateral/1.0.0"]
+        "--models", nargs="+", default=["mias-contralateral/1.0.0", "mias-contralateral/1.1.0"]
     )
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--exams", type=int, default=3)

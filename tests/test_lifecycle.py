@@ -198,8 +198,8 @@ class TestShadow:
 class TestRegistryFile:
     def test_the_shipped_registry_makes_the_exam_aware_model_live(self) -> None:
         assert Settings().model == ""
-        # promoted through the gate over synthetic-unet/0.1.0 (issue 8)
-        assert live_model_ref(MODELS, Settings().model) == "mias-contralateral/1.0.0"
+        # promoted through the gate over synthetic-unet/0.1.0, then 1.0.0 (issue 8)
+        assert live_model_ref(MODELS, Settings().model) == "mias-contralateral/1.1.0"
         assert live_model_ref(MODELS, "demo/1.0.0") == "demo/1.0.0"  # the setting overrides
         assert ModelLifecycle(MODELS).read().shadow is None
 

@@ -14,13 +14,16 @@ patient-level CV). The recipe, kept exactly as measured:
 4. head (plain arrays): standardise -> PCA 32 -> L2 logistic regression -> Platt scaling.
 5. heatmap: the head's class-activation map per feature-grid cell, mapped back to the source
    pixels (un-crop, un-flip), zero outside the breast; findings: its peaks inside the breast.
+   With a lesion head (``lesion.py``, trained on lesion outlines) the heatmap and findings
+   come from its cell map instead, and the difference of the two breasts' lesion maxima joins
+   the exam score.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +35,7 @@ from scipy import ndimage
 from node.domain import ExamImage, Finding, ImagePrediction, ModelSpec
 from node.inference.backbones import EfficientNetLite0, load_backbone
 from node.inference.breast import breast_mask
+from node.inference.lesion import LesionHead
 
 FloatArray = npt.NDArray[np.float64]
 TAPS = ("mid", "late")
@@ -268,16 +272,24 @@ def pair_by_view(images: Sequence[ExamImage]) -> list[int | None]:
 
 
 class ContralateralModel:
-    """A served exam-aware model: spec, backbone (shared, frozen), the paired head and the
-    single-image fallback head. ``predict`` scores one image alone (the fallback);
-    ``predict_exam`` pairs the breasts by view first."""
+    """A served exam-aware model: spec, backbone (shared, frozen), the paired head, the
+    single-image fallback head and, from version 1.1.0 on, the lesion head. ``predict`` scores
+    one image alone (the fallback); ``predict_exam`` pairs the breasts by view first."""
 
-    def __init__(self, spec: ModelSpec, backbone_name: str, head: Head, fallback: Head) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        backbone_name: str,
+        head: Head,
+        fallback: Head,
+        lesion: LesionHead | None = None,
+    ) -> None:
         self.spec = spec
         self.backbone_name = backbone_name
         self.backbone = load_backbone(backbone_name)
         self.head = head
         self.fallback = fallback
+        self.lesion = lesion
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -290,6 +302,7 @@ class ContralateralModel:
             self.backbone_name,
             self.head,
             self.fallback,
+            self.lesion,
         )
 
     def _features(self, image: ExamImage) -> tuple[Prepared, Features]:
@@ -317,18 +330,51 @@ class ContralateralModel:
         vector = image_vector(feats)
         if other is not None:
             vector = vector - image_vector(other)
-        score = float(head.calibrated(head.logit(vector))[0])
+        logit = float(head.logit(vector)[0])
+        if self.lesion is not None:
+            return self._score_lesion(prepared, feats, other, logit)
+        score = float(head.calibrated(logit))
         logits = to_source(heatmap_grid(head, feats, other), prepared)
+        return self._result(prepared, logits, head.calibrated, score, other is not None)
+
+    def _score_lesion(
+        self, prepared: Prepared, feats: Features, other: Features | None, head_logit: float
+    ) -> ImagePrediction:
+        """Heatmap and findings from the lesion map, each cell shown as the exam probability
+        the image would have if that cell were its lesion maximum (so no finding scores above
+        the image; the top one equals it up to the upsampling's smoothing). Paired: the exam score adds beta x the difference of the two
+        breasts' lesion maxima. Alone: the fallback head's score, the map only places it."""
+        assert self.lesion is not None
+        grid = self.lesion.grid(feats, other)
+        if other is None:
+            exam = self.lesion.exam_logit(head_logit, grid, float(np.max(grid)))
+            score = float(self.fallback.calibrated(head_logit))
+            logits = to_source(exam, prepared)
+            return self._result(prepared, logits, self.fallback.calibrated, score, compared=False)
+        other_max = float(np.max(self.lesion.grid(other, feats)))
+        exam = self.lesion.exam_logit(head_logit, grid, other_max)
+        score = float(self.lesion.calibrated(np.max(exam)))
+        logits = to_source(exam, prepared)
+        return self._result(prepared, logits, self.lesion.calibrated, score, compared=True)
+
+    def _result(
+        self,
+        prepared: Prepared,
+        logits: npt.NDArray[np.float32],
+        calibrate: Callable[[FloatArray], FloatArray],
+        score: float,
+        compared: bool,
+    ) -> ImagePrediction:
         mask = prepared.source_mask
-        probability = np.where(mask, head.calibrated(np.nan_to_num(logits, nan=-50.0)), 0.0)
+        probability = np.where(mask, calibrate(np.nan_to_num(logits, nan=-50.0)), 0.0)
         findings = [
             Finding(column=float(c), row=float(r), radius=max(1.0, rad), score=p)
             for r, c, rad, logit in peaks(np.where(mask, logits, np.nan), mask)
-            if (p := float(head.calibrated(logit))) >= self.spec.finding_threshold
+            if (p := float(calibrate(np.array([logit]))[0])) >= self.spec.finding_threshold
         ]
         return ImagePrediction(
             score=score,
             heatmap=probability.astype(np.float32),
             findings=findings,
-            compared=other is not None,
+            compared=compared,
         )

@@ -28,6 +28,7 @@ from node.domain import ModelSpec
 from node.errors import InvalidModelConfig, ModelNotFound
 from node.inference.backbones import BACKBONES
 from node.inference.contralateral import ContralateralModel, Head
+from node.inference.lesion import LesionHead
 from node.inference.network import ARCHITECTURES, build_network
 from node.inference.runner import LoadedModel
 
@@ -51,6 +52,8 @@ CONTRALATERAL_FEATURES = {
     "vector": "mid masked mean+max, late masked max",
     "exam_vector": "this minus other",
 }
+# the lesion head's cell vector (node/inference/lesion.py), as model.yaml names it
+LESION_CELLS = "mid cell + late parent cell, minus the other breast's mean cell"
 MAX_NAME = 64
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
@@ -194,11 +197,21 @@ def _check_contralateral(path: Path, raw: dict[str, Any]) -> tuple[str, dict[str
     if raw["features"] != CONTRALATERAL_FEATURES:
         raise _fail(path, f"features must be {CONTRALATERAL_FEATURES}")
     head = raw["head"]
-    if set(head) != {"pca", "C"} or not isinstance(head["pca"], int) or head["pca"] < 1:
-        raise _fail(path, "head must have exactly 'pca' (components, >= 1) and 'C'")
+    if not {"pca", "C"} <= set(head) <= {"pca", "C", "lesion"}:
+        raise _fail(path, "head must have 'pca' (components, >= 1) and 'C', optionally 'lesion'")
+    if not isinstance(head["pca"], int) or head["pca"] < 1:
+        raise _fail(path, f"head must have pca as an int >= 1, got {head['pca']!r}")
     if not isinstance(head["C"], int | float) or head["C"] <= 0:
         raise _fail(path, f"head C must be a positive number, got {head['C']!r}")
-    return pinned.name, {"pca": head["pca"], "C": float(head["C"])}
+    lesion = head.get("lesion")
+    if lesion is not None and (not isinstance(lesion, dict) or lesion.get("cells") != LESION_CELLS):
+        raise _fail(path, f"head lesion must be a mapping with cells: {LESION_CELLS!r}")
+    kwargs: dict[str, Any] = {
+        "pca": head["pca"],
+        "C": float(head["C"]),
+        "lesion": lesion is not None,
+    }
+    return pinned.name, kwargs
 
 
 def _folders(models_dir: Path) -> list[Path]:
@@ -266,14 +279,15 @@ def _load_contralateral(folder: ModelFolder) -> ContralateralModel:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         head = Head.from_tensors(state, "head")
         fallback = Head.from_tensors(state, "fallback")
+        lesion = LesionHead.from_tensors(state, "lesion") if folder.kwargs["lesion"] else None
     except FileNotFoundError as exc:
         raise ModelNotFound(f"{weights} is missing") from exc
     except (RuntimeError, OSError, EOFError, IndexError, pickle.UnpicklingError) as exc:
         raise _fail(weights, f"cannot read the head: {exc}") from exc
     except (KeyError, ValueError, AttributeError) as exc:
-        raise _fail(weights, f"not a head and fallback head: {exc}") from exc
+        raise _fail(weights, f"not the heads model.yaml names: {exc}") from exc
     if head.components.shape[0] != folder.kwargs["pca"]:
         raise _fail(
             weights, f"head has {head.components.shape[0]} components, not {folder.kwargs['pca']}"
         )
-    return ContralateralModel(folder.spec, folder.architecture, head, fallback)
+    return ContralateralModel(folder.spec, folder.architecture, head, fallback, lesion)

@@ -32,6 +32,7 @@ from node.dicom.pixels import read_image_file
 from node.errors import TrainingError
 from node.inference.backbones import BACKBONES, load_backbone
 from node.inference.contralateral import features, image_vector, prepare, sigmoid
+from node.inference.lesion import LesionHead
 from node.models.registry import (
     CONTRALATERAL,
     CONTRALATERAL_FEATURES,
@@ -53,6 +54,8 @@ from node.training.head import (
     platt,
     reliability,
 )
+from node.training.lesion import extract
+from node.training.lesion_cv import train_lesion_head
 
 FloatArray = npt.NDArray[np.float64]
 RECIPE = CONTRALATERAL
@@ -85,6 +88,8 @@ class ContralateralConfig:
     licence: str = ""
     data_citation: str = ""
     selection: str = ""  # how the recipe was chosen, with the figures it was chosen on
+    lesion_lambda: float = 0.0  # > 0: train a lesion head (node.training.lesion) with this L2
+    research: str = ""  # what else was measured (variants, negative results), for the card
 
 
 def load_contralateral_config(
@@ -121,6 +126,8 @@ def load_contralateral_config(
         problems.append("input_size must be [rows, cols] in 64..4096")
     if config.pca < 1 or config.C <= 0 or config.cv_folds < 2 or not config.cv_seeds:
         problems.append("pca >= 1, C > 0, cv_folds >= 2 and at least one cv seed")
+    if config.lesion_lambda < 0:
+        problems.append("lesion_lambda must be >= 0 (0: no lesion head)")
     if not 0 < config.operating_sensitivity < 1:
         problems.append("operating_sensitivity must lie in (0, 1)")
     if "not for clinical use" not in config.intended_use.lower():
@@ -302,8 +309,30 @@ def run_contralateral(config: ContralateralConfig, cv_only: bool = False) -> dic
         raise TrainingError(
             f"no labelled images in splits {list(config.train_splits)} of {config.dataset}"
         )
-    vectors = image_vectors(config, records)
+    cells = None
+    if config.lesion_lambda > 0:
+        cells = extract(config.dataset, records, config.backbone, config.input_size, config.run_dir)
+        vectors = np.stack([image_vector(f) for f in cells.feats])
+    else:
+        vectors = image_vectors(config, records)
     cv = cross_validate(config, records, vectors)
+    trained_lesion: tuple[LesionHead, dict[str, Any]] | None = None
+    if cells is not None:
+        pair = partners(records)
+        if (pair < 0).any():
+            raise TrainingError("a lesion head is trained on paired breasts only; some lack one")
+        figures, lesion, described = train_lesion_head(
+            cells,
+            records,
+            (vectors - vectors[pair]).astype(np.float64),
+            pair,
+            (config.C, config.pca, config.lesion_lambda),
+            config.cv_folds,
+            config.cv_seeds,
+            config.operating_sensitivity,
+        )
+        cv["lesion_head"] = figures
+        trained_lesion = (lesion, described)
     (config.run_dir / "cv.json").write_text(json.dumps(cv, indent=2), encoding="utf-8")
     if cv_only:
         return {"cross_validation": cv}
@@ -320,7 +349,12 @@ def run_contralateral(config: ContralateralConfig, cv_only: bool = False) -> dic
     )
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({**head.to_tensors("head"), **fallback.to_tensors("fallback")}, out / "weights.pt")
+    state = {**head.to_tensors("head"), **fallback.to_tensors("fallback")}
+    threshold = head.threshold
+    if trained_lesion is not None:
+        state.update(trained_lesion[0].to_tensors("lesion"))
+        threshold = trained_lesion[0].threshold
+    torch.save(state, out / "weights.pt")
     with (out / TRAINING_IMAGES).open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["image_id", "sha256"])
@@ -343,11 +377,13 @@ def run_contralateral(config: ContralateralConfig, cv_only: bool = False) -> dic
         "operating_sensitivity": config.operating_sensitivity,
         "fallback_threshold": round(fallback.threshold, 4),
         "selection": config.selection,
+        "research": config.research,
         "cross_validation": cv,
     }
-    write_model_yaml(
-        out, model_yaml(config, head.threshold, {"trained_on": trained_on, "training": training})
-    )
+    spec = model_yaml(config, threshold, {"trained_on": trained_on, "training": training})
+    if trained_lesion is not None:
+        spec["head"]["lesion"] = trained_lesion[1]
+    write_model_yaml(out, spec)
     write_card(out)
     load_model(out.parent.parent, f"{config.model_id}/{config.version}")  # served as written?
-    return {"out": str(out), "operating_point": head.threshold, "seconds": training["seconds"]}
+    return {"out": str(out), "operating_point": threshold, "seconds": training["seconds"]}

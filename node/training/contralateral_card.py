@@ -119,8 +119,7 @@ def render_contralateral_card(folder: Path) -> str:
         "   stride-32 tap; exam vector = this breast's minus the other breast's;",
         f"4. standardise, PCA {spec['head']['pca']}, L2 logistic regression (C = {spec['head']['C']},",
         "   fixed), Platt scaling and operating point from patient-level out-of-fold logits;",
-        "5. heatmap: the head's class-activation map per feature cell, mapped back to the source",
-        "   pixels, zero outside the breast; findings are its peaks inside the breast only.",
+        *_heatmap_lines(spec),
         "",
         "When the other breast of the same view is missing, a separate **single-image fallback",
         "head** scores the image and the result says so (`compared: false`). That head is at",
@@ -168,16 +167,118 @@ def render_contralateral_card(folder: Path) -> str:
         "|---|---|---|",
         *[f"| {p:.3f} | {o:.3f} | {n} |" for p, o, n in cal["reliability"]],
     ]
+    lines += _lesion_section(cv.get("lesion_head"), training.get("research", ""))
     lines += _validation(ev)
     lines += [
         "",
         "## Limitations",
         "- mini-MIAS: digitised film, MLO views only, 200 µm pixels; calcifications are a few",
         "  pixels and are practically invisible to this model.",
-        "- The heatmap is a class-activation map of an image-level head trained without lesion",
-        "  outlines: it points at where this breast differs from the other, not at a delineated lesion.",
+        *(
+            [
+                "- The lesion head learnt from mini-MIAS circles (centre and radius), not outlines; it",
+                "  finds masses and distortions far better than calcifications (see the per-class rows).",
+                "- CC against MLO is not compared: mini-MIAS has MLO views only, so nothing about it",
+                "  could be trained or measured here.",
+                "- Without the other breast the lesion map subtracts the breast's own mean cell (not",
+                "  measured here); it only places the fallback head's score.",
+            ]
+            if "lesion" in spec["head"]
+            else [
+                "- The heatmap is a class-activation map of an image-level head trained without lesion",
+                "  outlines: it points at where this breast differs from the other, not at a delineated lesion.",
+            ]
+        ),
         "- The recipe was selected on all 214 mias-dev images, val split included: the validation",
         "  figures are not a clean hold-out; expect lower on new women and on digital mammograms.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _heatmap_lines(spec: dict[str, Any]) -> list[str]:
+    lesion = spec["head"].get("lesion")
+    if not lesion:
+        return [
+            "5. heatmap: the head's class-activation map per feature cell, mapped back to the source",
+            "   pixels, zero outside the breast; findings are its peaks inside the breast only.",
+        ]
+    return [
+        "5. lesion head: L2 logistic regression per stride-16 cell (that cell's stride-16",
+        "   channels and its stride-32 parent's, minus the other breast's mean cell; L2",
+        f"   {lesion['lambda']}), trained on the lesion circles; exam logit = step 4's logit +",
+        f"   {lesion['beta']} x (this breast's lesion maximum - the other breast's), with its own",
+        "   Platt scaling and operating point from out-of-fold logits;",
+        "6. heatmap: per cell, the exam probability the image would have were that cell its lesion",
+        "   maximum, mapped back to the source pixels, zero outside the breast; findings are its",
+        "   peaks inside the breast only (no finding scores above the image's own score).",
+    ]
+
+
+AUC_ROWS = {
+    "exam_head": "exam head alone (the 1.0.0 recipe)",
+    "lesion_max_difference": "lesion maximum difference alone",
+    "combined": "combined (served)",
+}
+LOCALISATION_ROWS = {
+    "class_activation": "class-activation map of the exam head (1.0.0)",
+    "lesion_head": "lesion head (served)",
+}
+
+
+def _lesion_section(cv: dict[str, Any] | None, research: str) -> list[str]:
+    if not cv:
+        return []
+    auc = cv["auc"]
+    tasks = list(auc["combined"])
+    lines = [
+        "",
+        "## Lesion head: cross-validation inside the train split",
+        f"Same patient-level folds and seeds as above, {cv['images']} images of {cv['patients']}"
+        " women; each fold fits the exam head and the lesion head on the other folds' women.",
+        "AUC (mean of seeds, 95 % CI: patient bootstrap of the seed-averaged logits):",
+        "",
+        "| score | " + " | ".join(t.replace("_", " ") for t in tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for key, name in AUC_ROWS.items():
+        cells = [
+            f"{_f(auc[key][t]['mean'])} {_f(auc[key][t]['ci95'])}" if t in auc[key] else "—"
+            for t in tasks
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    counts = ", ".join(
+        f"{t.replace('_', ' ')} {auc['combined'][t]['positives']}/{auc['combined'][t]['images']}"
+        for t in tasks
+    )
+    lines += [
+        "",
+        f"Positives/images per task: {counts}.",
+        "Combined minus exam head, abnormal vs normal, paired patient bootstrap 95 % CI: "
+        f"{_f(cv['combined_minus_exam_head_auc_ci95'])}.",
+        "",
+        "Localisation (out of fold; a finding hits within the stated radii of a lesion centre; "
+        "FROC: lesion sensitivity at the stated false findings per image, at most 3 findings):",
+        "",
+    ]
+    loc = cv["localisation"]
+    keys = [k for k in loc["lesion_head"] if k.startswith(("top1", "froc"))]
+    lines += ["| measure | " + " | ".join(LOCALISATION_ROWS.values()) + " |", "|---|---|---|"]
+    for k in keys:
+        values = []
+        for name in LOCALISATION_ROWS:
+            v = loc[name].get(k)
+            values.append(f"{v[0]:.3f} (n={v[1]})" if isinstance(v, list) else _f(v))
+        lines.append(f"| {k.replace('_', ' ')} | " + " | ".join(values) + " |")
+    cal = cv.get("calibration")
+    if cal:
+        lines += [
+            "",
+            f"Combined score, calibration out of fold (Platt cross-fitted over women): ECE "
+            f"{_f(cal['ece_platt_cross_fitted'])}; at its operating point sensitivity "
+            f"{_f(cal['sensitivity'])}, specificity {_f(cal['specificity'])} "
+            f"({cal['false_positives']} FP, {cal['false_negatives']} FN).",
+        ]
+    if research:
+        lines += ["", "### Research record (lesion supervision)", research]
+    return lines

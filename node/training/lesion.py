@@ -1,0 +1,166 @@
+"""Fitting the lesion head (``node.inference.lesion``) from lesion centres and radii.
+
+Why: mini-MIAS gives each abnormal image a lesion centre and radius; the image-level head's
+class-activation map ignores them and localises near chance. Cell labels from the circles:
+1 = a cell whose centre lies inside a lesion circle (and the cell holding the centre, so a
+lesion smaller than a cell still counts), 0 = a breast cell of a normal image or one further
+than 2 radii from every lesion, ignored otherwise (the rim of a loose circle, and abnormal
+images without coordinates: spread calcifications, unknown places). Each image weighs the same:
+its positive cells share one unit, its (at most ``NEGATIVES``, drawn at random) negative cells
+another; the two classes then weigh half each. L2 logistic regression, standardised cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from scipy import optimize
+from tqdm import tqdm
+
+from node.datasets.manifest import ImageRecord, Lesion
+from node.dicom.pixels import read_image_file
+from node.inference.backbones import load_backbone
+from node.inference.contralateral import Features, Prepared, features, grid_mask, prepare
+from node.inference.lesion import cell_vectors, mean_cell
+
+FloatArray = npt.NDArray[np.float64]
+NEGATIVES = 200  # negative cells drawn per image
+POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
+MAPS = "feature_maps.npz"
+
+
+@dataclass(frozen=True)
+class CellData:
+    """Everything the lesion head trains and is measured on, per image."""
+
+    feats: list[Features]
+    prepared: list[Prepared]  # geometry and source mask (no network input kept)
+    lesions: list[tuple[Lesion, ...]]
+
+
+def extract(
+    dataset: Path,
+    records: Sequence[ImageRecord],
+    backbone_name: str,
+    size: tuple[int, int],
+    run_dir: Path,
+) -> CellData:
+    """The served feature maps of every record (cached in ``run_dir`` by pixel hash)."""
+    cache = run_dir / MAPS
+    key = hashlib.sha256(
+        f"{backbone_name} {size} {' '.join(r.sha256 for r in records)}".encode()
+    ).hexdigest()
+    prepared: list[Prepared] = []
+    maps: dict[str, list[npt.NDArray[np.float16]]] = {"mid": [], "late": []}
+    saved = np.load(cache) if cache.exists() else None
+    if saved is not None and str(saved["key"]) == key:
+        for t in maps:
+            maps[t] = list(saved[t])
+    backbone = None if maps["mid"] else load_backbone(backbone_name)
+    for record in tqdm(records, desc="feature maps", unit="image"):
+        pixels, _ = read_image_file(dataset / record.path)
+        prep = prepare(pixels, record.laterality, size)
+        if backbone is not None:
+            f = features(backbone, prep)
+            for t in maps:
+                maps[t].append(f.maps[t].astype(np.float16))
+        prepared.append(replace(prep, x=torch.empty(0)))
+    if backbone is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, key=np.array(key), mid=np.stack(maps["mid"]), late=np.stack(maps["late"]))
+    feats = []
+    for k, prep in enumerate(prepared):
+        m = {t: np.asarray(maps[t][k], np.float32) for t in maps}
+        g = {t: grid_mask(prep.mask, (v.shape[1], v.shape[2])) for t, v in m.items()}
+        feats.append(Features(m, g))
+    return CellData(feats, prepared, [r.lesions for r in records])
+
+
+def cell_centres(prepared: Prepared, shape: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
+    """Source-pixel (row, column) of every cell centre of a grid over the canonical frame."""
+    r0, r1, c0, c1 = prepared.box
+    rows = r0 + (np.arange(shape[0]) + 0.5) * (r1 - r0) / shape[0]
+    cols = c0 + (np.arange(shape[1]) + 0.5) * (c1 - c0) / shape[1]
+    if prepared.flipped:
+        cols = prepared.source_shape[1] - 1 - cols
+    r, c = np.meshgrid(rows, cols, indexing="ij")
+    return r, c
+
+
+def cell_labels(
+    prepared: Prepared, grid: npt.NDArray[np.bool_], lesions: Sequence[Lesion], abnormal: bool
+) -> npt.NDArray[np.int_]:
+    """POSITIVE / NEGATIVE / IGNORED per cell of ``grid`` (flattened), as the module says."""
+    labels = np.where(grid, NEGATIVE, IGNORED).astype(int)
+    if abnormal:
+        if not lesions:
+            return np.full(grid.size, IGNORED)
+        rows, cols = cell_centres(prepared, grid.shape)
+        near = np.zeros(grid.shape, bool)
+        for lesion in lesions:
+            d = np.hypot(rows - lesion.row, cols - lesion.column)
+            labels[(d <= lesion.radius) & grid] = POSITIVE
+            labels.flat[int(np.argmin(d))] = POSITIVE
+            near |= d <= 2 * lesion.radius
+        labels[near & (labels == NEGATIVE)] = IGNORED
+    return labels.ravel()
+
+
+def reference(data: CellData, partner: npt.NDArray[np.int_], k: int) -> npt.NDArray[np.float32]:
+    """The mean cell the lesion head subtracts: the other breast's, else this breast's own."""
+    return mean_cell(data.feats[partner[k] if partner[k] >= 0 else k])
+
+
+def fit_cells(
+    data: CellData,
+    labels: Sequence[npt.NDArray[np.int_]],
+    partner: npt.NDArray[np.int_],
+    rows: Sequence[int] | npt.NDArray[np.int_],
+    lam: float,
+    seed: int,
+) -> tuple[FloatArray, float]:
+    """(weight, bias) on raw cell vectors from the images ``rows``."""
+    rng = np.random.default_rng(seed)
+    xs, ys, ws = [], [], []
+    for k in rows:
+        cells = cell_vectors(data.feats[k]) - reference(data, partner, k)
+        pos = np.where(labels[k] == POSITIVE)[0]
+        neg = np.where(labels[k] == NEGATIVE)[0]
+        if len(neg) > NEGATIVES:
+            neg = rng.choice(neg, NEGATIVES, replace=False)
+        for chosen, value in ((pos, 1.0), (neg, 0.0)):
+            if len(chosen):
+                xs.append(cells[chosen])
+                ys.append(np.full(len(chosen), value))
+                ws.append(np.full(len(chosen), 1.0 / len(chosen)))
+    if not xs:
+        raise ValueError("no labelled cells to fit the lesion head on")
+    x = np.concatenate(xs).astype(np.float64)
+    y = np.concatenate(ys)
+    w = np.concatenate(ws)
+    if not (y > 0).any() or (y > 0).all():
+        raise ValueError("the lesion head needs both lesion and lesion-free cells")
+    w[y > 0] /= 2 * w[y > 0].sum()
+    w[y == 0] /= 2 * w[y == 0].sum()
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    s = 2 * y - 1
+    d = z.shape[1]
+
+    def loss_grad(p: FloatArray) -> tuple[float, FloatArray]:
+        margin = s * (z @ p[:d] + p[d])
+        loss = float(w @ np.logaddexp(0, -margin)) + 0.5 * lam * float(p[:d] @ p[:d])
+        g = -s * w / (1 + np.exp(np.clip(margin, -50, 50)))
+        return loss, np.concatenate([z.T @ g + lam * p[:d], [g.sum()]])
+
+    result = optimize.minimize(
+        loss_grad, np.zeros(d + 1), jac=True, method="L-BFGS-B", options={"maxiter": 500}
+    )
+    weight = result.x[:d] / sd
+    return weight, float(result.x[d] - mu @ weight)
