@@ -20,7 +20,14 @@ import numpy.typing as npt
 import pydicom
 import pytest
 
-from node.config import ConfigError, Destination, RoutingRules, load_settings
+from node.config import (
+    MG_FOR_PRESENTATION,
+    MG_FOR_PROCESSING,
+    ConfigError,
+    Destination,
+    RoutingRules,
+    load_settings,
+)
 from node.dicom.limits import check_pixel_budget
 from node.dicom.pixels import presentation_pixels
 from node.domain import ExamRequest, ImagePrediction, InstanceRef
@@ -250,7 +257,12 @@ class TestQuality:
     def test_a_sound_image_is_still_scored(self, harness: Harness) -> None:
         assert run_job(harness, BY_KIND["hostile-name-6"].data).state is JobState.DONE
 
-    def test_no_presentation_intent_is_routed_only_by_its_sop_class_and_says_so(self) -> None:
-        decision = route(replace(MG, PresentationIntentType=""), RoutingRules())
-        assert "no Presentation Intent Type (0008,0068)" in decision.reason
+    def test_no_presentation_intent_is_ignored_with_the_reason(self) -> None:
+        # Type 1 in the DX Series Module (PS3.3 C.8.11.1): missing, the image may be raw.
+        wide = RoutingRules(sop_classes=(MG_FOR_PRESENTATION, MG_FOR_PROCESSING))
+        for sop_class in wide.sop_classes:
+            tags = replace(MG, SOPClassUID=sop_class, PresentationIntentType="")
+            decision = route(tags, wide)
+            assert not decision.routed and decision.code == "presentation_intent"
+            assert "no Presentation Intent Type (0008,0068)" in decision.reason
         assert route(MG, RoutingRules()).reason == "matches the routing rules"
