@@ -39,7 +39,9 @@ from node.jobs.store import Job
 from node.jobs.worker import Worker, WorkerOptions
 from node.net.dicomweb import DicomWebClient
 from node.net.http import path_segment
+from node.net.multipart import build_related
 from node.synthetic.hostile import HOSTILE_UIDS, BrokenInput, broken_inputs, mutations
+from tests.harness import make_settings, needs_orthanc, start_orthanc
 from tests.memory import MemoryModel
 from tests.test_pipeline import Harness
 from tests.test_routing import MG
@@ -266,3 +268,49 @@ class TestQuality:
             assert not decision.routed and decision.code == "presentation_intent"
             assert "no Presentation Intent Type (0008,0068)" in decision.reason
         assert route(MG, RoutingRules()).reason == "matches the routing rules"
+
+
+@pytest.mark.slow
+@needs_orthanc
+def test_a_uid_orthanc_rewrote_into_a_duplicate_is_named_so_not_called_gone(
+    tmp_path: Path,
+) -> None:
+    """Orthanc indexes SOP Instance UID "1.2.3 4" as "1.2.34": two such instances share one
+    UID and its WADO-RS serves neither. The reason says that; "no longer in" only when the
+    instance is gone."""
+    settings = make_settings(tmp_path)
+    orthanc = start_orthanc(settings)
+    rest = httpx.Client(
+        base_url=settings.orthanc_base_url, auth=(settings.http_user, settings.http_password)
+    )
+    client = DicomWebClient(
+        Destination(
+            name="orthanc",
+            url=f"{settings.orthanc_base_url}/dicom-web",
+            username=settings.http_user,
+            password=settings.http_password,
+        )
+    )
+    try:
+        rewritten = [i for i in broken_inputs(120) if i.kind == "hostile-sop-uid-8"][:2]
+        studies = []
+        for item in rewritten:
+            body, content_type = build_related([item.data])
+            stored = rest.post(
+                "/dicom-web/studies", content=body, headers={"Content-Type": content_type}
+            )
+            assert stored.status_code == 200
+            studies.append(item.study_instance_uid)
+        series = [str(i.dataset.SeriesInstanceUID) for i in rewritten if i.dataset is not None]
+        with pytest.raises(
+            InvalidInput, match=r"holds 2 instances under SOP Instance UID 1\.2\.34"
+        ):
+            client.retrieve_instance(studies[0], series[0], "1.2.34")
+        for orthanc_id in rest.get("/instances").json():
+            rest.delete(f"/instances/{orthanc_id}").raise_for_status()
+        with pytest.raises(InvalidInput, match=r"instance 1\.2\.34 is no longer in orthanc"):
+            client.retrieve_instance(studies[0], series[0], "1.2.34")
+    finally:
+        client.close()
+        rest.close()
+        orthanc.stop()
