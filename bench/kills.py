@@ -50,6 +50,7 @@ WORKING = ("fetching", "inferring", "writing", "publishing", "retry")
 POLL = 0.01  # seconds between reads of the job's state while waiting for the stage
 STAGE_WAIT = 60.0  # at most this long for a cycle's stage to come
 DONE_WAIT = 300.0  # at most this long for a killed exam to be done
+RESTART_WAIT = 600.0  # at most this long for a killed node to answer again
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Cluster:
         )
         self.orthanc: EmbeddedOrthanc = start_orthanc(self.settings)
         self.node = NodeProcess(self.settings)
-        self.node.start()
+        self.node.start(timeout=RESTART_WAIT)
         self.peer = Peer("127.0.0.1", self.settings.dicom_port, self.settings.aet, "MODALITY1")
         self.states = JobStates(data_dir / "jobs.sqlite")
 
@@ -129,7 +130,7 @@ class Cluster:
         killed = time.monotonic()
         if victim == "node":
             self.node.kill()
-            self.node.start()
+            self.node.start(timeout=RESTART_WAIT)  # a torch import on a loaded machine
         else:
             assert self.orthanc.process is not None
             os.kill(self.orthanc.process.pid, signal.SIGKILL)
