@@ -78,6 +78,10 @@ class Pacs:
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
         )
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
@@ -141,7 +145,7 @@ def run_scenario(scenario: Scenario, folder: Path) -> Scenario:
             if delivery.state is not DeliveryState.RETRY:
                 break
             clock.now = max(clock.now, delivery.next_attempt_at)
-            if clock.now >= scenario.outage and not pacs.received and pacs._server is None:
+            if clock.now >= scenario.outage and not pacs.received and not pacs.running:
                 pacs.start()
             deliveries.run_due()
             delivery = deliveries.get(job.id, destination.name)
@@ -150,7 +154,7 @@ def run_scenario(scenario: Scenario, folder: Path) -> Scenario:
         scenario.ended = delivery.state.value
         if delivery.state is DeliveryState.DEAD_LETTER:
             clock.now = max(clock.now, scenario.outage) + 60.0  # an administrator, later
-            if pacs._server is None:
+            if not pacs.running:
                 pacs.start()
             deliveries.resend(job.id, destination.name)
             deliveries.run_due()
