@@ -149,7 +149,9 @@ def good_exam_latency(
     return time.monotonic() - started, "hung"
 
 
-def run_fuzz(count: int, seed: int, budget: float, data_dir: Path) -> FuzzReport:
+def run_fuzz(
+    count: int, seed: int, budget: float, data_dir: Path, keep_log: Path | None = None
+) -> FuzzReport:
     """Send ``count`` broken inputs and a good exam after; stop waiting after ``budget`` s."""
     started = time.monotonic()
     settings = make_settings(data_dir, assembly_timeout_seconds=0.0)
@@ -179,6 +181,8 @@ def run_fuzz(count: int, seed: int, budget: float, data_dir: Path) -> FuzzReport
         # Wait (bounded) until every stored input has an outcome.
         pending = [o for o in outcomes if not o.door]
         while pending and time.monotonic() - started < budget:
+            if node.process.poll() is not None or orthanc.process.poll() is not None:
+                break  # a crash: reported below with the exit codes
             for outcome in pending:
                 outcome.result, outcome.attempts = outcome_of(node, outcome.study_instance_uid)
             pending = [o for o in pending if not o.result]
@@ -196,8 +200,14 @@ def run_fuzz(count: int, seed: int, budget: float, data_dir: Path) -> FuzzReport
             pending = [o for o in pending if not o.result]
             if pending:
                 time.sleep(2.0)
-        after, state = good_exam_latency(node, peer, seed + 900_002, timeout=120)
+        exits = (node.process.poll(), orthanc.process.poll())
+        if exits == (None, None):
+            after, state = good_exam_latency(node, peer, seed + 900_002, timeout=120)
+        else:  # a crash: say which process ended and how, instead of a failed HTTP call
+            after, state = 0.0, f"not sent: node exit {exits[0]}, Orthanc exit {exits[1]}"
         log = node.log_path.read_text(errors="replace")
+        if keep_log is not None:
+            keep_log.write_text(log)
         alive = node.process.poll() is None and orthanc.process.poll() is None
         report = FuzzReport(
             inputs=len(inputs),
@@ -264,9 +274,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000, help="broken inputs (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=1200.0, help="seconds, at most")
+    parser.add_argument("--log", type=Path, help="keep the node's log in this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
-        report = run_fuzz(max(1, args.count), args.seed, args.budget, Path(data_dir))
+        report = run_fuzz(max(1, args.count), args.seed, args.budget, Path(data_dir), args.log)
     print_report(report)
     ok = (
         not (report.crashes or report.hangs or report.without_outcome)

@@ -5,9 +5,15 @@ returns at once, so DICOM reception is never blocked. A background thread drops 
 that became stable because of the node's own outputs (the most recently updated series
 is an SR/SEG/... written by the node) and forwards the rest to the node over HTTP.
 Nothing is lost when the node is down: it reconciles from Orthanc's /changes log.
+
+A C-STORE that would leave the storage disk under its reserve is refused before Orthanc
+writes a byte (Orthanc 1.10 out of space mid-write leaves a partial file behind); Orthanc
+answers it with a failure status (0xA700, Refused: Out of Resources), so the modality keeps
+the images and sends them again later.
 """
 
 import json
+import os
 import queue
 import threading
 import urllib.error
@@ -21,6 +27,9 @@ TOKEN = str(_SETTINGS.get("Token", ""))
 OWN_MANUFACTURER = str(_SETTINGS.get("OwnManufacturer", "mammo-node"))
 TIMEOUT_SECONDS = float(_SETTINGS.get("TimeoutSeconds", 2.0))
 QUEUE_SIZE = 10000
+STORAGE_DIRECTORY = str(json.loads(orthanc.GetConfiguration()).get("StorageDirectory", "."))
+RESERVE_BYTES = int(_SETTINGS.get("ReserveBytes", 64 * 2**20))
+OUT_OF_RESOURCES = 0xA700  # C-STORE "Refused: Out of Resources" (PS3.4 Table B.2-1)
 
 _STOP = object()
 _events = queue.Queue(maxsize=QUEUE_SIZE)
@@ -74,6 +83,25 @@ def _forward_loop():
         forward(study_id)
 
 
+def refuse_when_disk_is_full(received_dicom):
+    """Incoming C-STORE filter (Orthanc 1.10): 0 stores; a positive value is the DIMSE status
+    of the refusal. The reserve rule is node.runtime.disk.reserve_bytes: 64 MiB, or a tenth
+    of the disk."""
+    try:
+        stats = os.statvfs(STORAGE_DIRECTORY)
+    except OSError:
+        return 0  # cannot tell: let Orthanc try (it answers a failed write with a failure)
+    free, total = stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
+    reserve = min(RESERVE_BYTES, total // 10)
+    if free - received_dicom.GetInstanceSize() < reserve:
+        orthanc.LogError(
+            f"mammo-node: C-STORE refused: {free // 2**20} MiB free in the storage directory,"
+            f" {reserve // 2**20} MiB kept in reserve"
+        )
+        return OUT_OF_RESOURCES
+    return 0
+
+
 def on_change(change_type, level, resource_id):
     if change_type == orthanc.ChangeType.STABLE_STUDY:
         try:
@@ -87,4 +115,5 @@ def on_change(change_type, level, resource_id):
 _worker = threading.Thread(target=_forward_loop, name="mammo-node-forwarder", daemon=True)
 _worker.start()
 orthanc.RegisterOnChangeCallback(on_change)
+orthanc.RegisterIncomingCStoreInstanceFilter(refuse_when_disk_is_full)
 orthanc.LogWarning(f"mammo-node plugin forwards stable studies to {NODE_URL}")

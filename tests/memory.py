@@ -139,6 +139,7 @@ class MemoryOrthanc:
         self.log: list[Change] = []
         self.pages: list[tuple[int, int]] = []  # (since, limit) of each /changes call
         self.unavailable: set[str] = set()  # studies whose reads fail as if Orthanc were down
+        self.unstable: set[str] = set()  # studies still within Orthanc's stability delay
 
     def store(self, study_id: str, datasets: Sequence[pydicom.Dataset]) -> None:
         """Store instances in a study (Orthanc ids are made up) without a change."""
@@ -187,6 +188,10 @@ class MemoryOrthanc:
         return self.tags[instance_id]
 
     # -- ChangeLog ----------------------------------------------------------------------
+
+    def study_is_stable(self, study_id: str) -> bool:
+        self.study_instances(study_id)  # NotFound / PeerUnavailable as a read would
+        return study_id not in self.unstable
 
     def changes(self, since: int, limit: int = 100) -> tuple[list[Change], int, bool]:
         self.pages.append((since, limit))

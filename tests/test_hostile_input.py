@@ -20,7 +20,14 @@ import numpy.typing as npt
 import pydicom
 import pytest
 
-from node.config import ConfigError, Destination, RoutingRules, load_settings
+from node.config import (
+    MG_FOR_PRESENTATION,
+    MG_FOR_PROCESSING,
+    ConfigError,
+    Destination,
+    RoutingRules,
+    load_settings,
+)
 from node.dicom.limits import check_pixel_budget
 from node.dicom.pixels import presentation_pixels
 from node.domain import ExamRequest, ImagePrediction, InstanceRef
@@ -32,7 +39,9 @@ from node.jobs.store import Job
 from node.jobs.worker import Worker, WorkerOptions
 from node.net.dicomweb import DicomWebClient
 from node.net.http import path_segment
+from node.net.multipart import build_related
 from node.synthetic.hostile import HOSTILE_UIDS, BrokenInput, broken_inputs, mutations
+from tests.harness import make_settings, needs_orthanc, start_orthanc
 from tests.memory import MemoryModel
 from tests.test_pipeline import Harness
 from tests.test_routing import MG
@@ -250,7 +259,58 @@ class TestQuality:
     def test_a_sound_image_is_still_scored(self, harness: Harness) -> None:
         assert run_job(harness, BY_KIND["hostile-name-6"].data).state is JobState.DONE
 
-    def test_no_presentation_intent_is_routed_only_by_its_sop_class_and_says_so(self) -> None:
-        decision = route(replace(MG, PresentationIntentType=""), RoutingRules())
-        assert "no Presentation Intent Type (0008,0068)" in decision.reason
+    def test_no_presentation_intent_is_ignored_with_the_reason(self) -> None:
+        # Type 1 in the DX Series Module (PS3.3 C.8.11.1): missing, the image may be raw.
+        wide = RoutingRules(sop_classes=(MG_FOR_PRESENTATION, MG_FOR_PROCESSING))
+        for sop_class in wide.sop_classes:
+            tags = replace(MG, SOPClassUID=sop_class, PresentationIntentType="")
+            decision = route(tags, wide)
+            assert not decision.routed and decision.code == "presentation_intent"
+            assert "no Presentation Intent Type (0008,0068)" in decision.reason
         assert route(MG, RoutingRules()).reason == "matches the routing rules"
+
+
+@pytest.mark.slow
+@needs_orthanc
+def test_a_uid_orthanc_rewrote_into_a_duplicate_is_named_so_not_called_gone(
+    tmp_path: Path,
+) -> None:
+    """Orthanc indexes SOP Instance UID "1.2.3 4" as "1.2.34": two such instances share one
+    UID and its WADO-RS serves neither. The reason says that; "no longer in" only when the
+    instance is gone."""
+    settings = make_settings(tmp_path)
+    orthanc = start_orthanc(settings)
+    rest = httpx.Client(
+        base_url=settings.orthanc_base_url, auth=(settings.http_user, settings.http_password)
+    )
+    client = DicomWebClient(
+        Destination(
+            name="orthanc",
+            url=f"{settings.orthanc_base_url}/dicom-web",
+            username=settings.http_user,
+            password=settings.http_password,
+        )
+    )
+    try:
+        rewritten = [i for i in broken_inputs(120) if i.kind == "hostile-sop-uid-8"][:2]
+        studies = []
+        for item in rewritten:
+            body, content_type = build_related([item.data])
+            stored = rest.post(
+                "/dicom-web/studies", content=body, headers={"Content-Type": content_type}
+            )
+            assert stored.status_code == 200
+            studies.append(item.study_instance_uid)
+        series = [str(i.dataset.SeriesInstanceUID) for i in rewritten if i.dataset is not None]
+        with pytest.raises(
+            InvalidInput, match=r"holds 2 instances under SOP Instance UID 1\.2\.34"
+        ):
+            client.retrieve_instance(studies[0], series[0], "1.2.34")
+        for orthanc_id in rest.get("/instances").json():
+            rest.delete(f"/instances/{orthanc_id}").raise_for_status()
+        with pytest.raises(InvalidInput, match=r"instance 1\.2\.34 is no longer in orthanc"):
+            client.retrieve_instance(studies[0], series[0], "1.2.34")
+    finally:
+        client.close()
+        rest.close()
+        orthanc.stop()

@@ -117,3 +117,31 @@ def test_a_failed_intake_leaves_the_sequence_before_it_for_the_next_run(
     harness.orthanc.unavailable.clear()
     assert harness.reconciler().run_once() == 1
     assert len(harness.store.list_jobs()) == 2
+
+
+def test_a_study_whose_stable_change_orthanc_lost_in_a_restart_is_taken_in(
+    harness: Harness, exams: list[list[pydicom.Dataset]]
+) -> None:
+    # Stored, then Orthanc killed within its stability delay: NewStudy, never StableStudy.
+    harness.orthanc.store("study-1", exams[0])
+    harness.orthanc.change("NewStudy", "study-1")
+    harness.orthanc.unstable.add("study-1")
+    assert harness.reconciler().run_once() == 0  # still within the delay: waits
+    assert harness.store.list_jobs() == []
+    harness.orthanc.unstable.clear()  # the restarted Orthanc holds it as stable
+    assert harness.reconciler().run_once() == 1  # a new reconciler: the wait was persisted
+    (job,) = harness.store.list_jobs()
+    assert job.study_instance_uid == str(exams[0][0].StudyInstanceUID)
+    assert harness.reconciler().run_once() == 0  # taken in once
+
+
+def test_a_study_with_its_stable_change_is_not_asked_about_again(
+    harness: Harness, exams: list[list[pydicom.Dataset]]
+) -> None:
+    harness.orthanc.store("study-2", exams[1])
+    harness.orthanc.change("NewStudy", "study-2")
+    harness.orthanc.change("StableStudy", "study-2")
+    harness.orthanc.change("NewStudy", "study-gone")  # deleted before it was stable
+    assert harness.reconciler().run_once() == 1
+    assert harness.store.get_state(reconcile.WAITING_KEY) == "{}"
+    assert len(harness.store.list_jobs()) == 1

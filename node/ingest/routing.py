@@ -31,9 +31,10 @@ class RoutingDecision:
 
 ROUTED = RoutingDecision(True, "routed", "matches the routing rules")
 MISSING_INTENT = RoutingDecision(
-    True,
-    "routed",
-    "matches the routing rules by its SOP Class alone: no Presentation Intent Type (0008,0068)",
+    False,
+    "presentation_intent",
+    "no Presentation Intent Type (0008,0068), which the DX Series Module requires (Type 1, "
+    "PS3.3 C.8.11.1): it may be a FOR PROCESSING image, which is never scored",
 )
 # SOP Classes whose IOD has the DX Series Module, so a Presentation Intent Type (Type 1).
 _INTENT_CLASSES = frozenset({MG_FOR_PRESENTATION, MG_FOR_PROCESSING})
@@ -76,8 +77,9 @@ def route(tags: InstanceTags, rules: RoutingRules) -> RoutingDecision:
             f"SOP Class {UID(tags.SOPClassUID).name} ({tags.SOPClassUID}) is not routed",
         )
     if not intent and tags.SOPClassUID in _INTENT_CLASSES:
-        # The DX Series Module makes Presentation Intent Type Type 1 (PS3.3 C.8.11.1): without
-        # it only the SOP Class says "For Presentation"; routed on that, and the audit says so.
+        # The DX Series Module makes Presentation Intent Type Type 1 (PS3.3 C.8.11.1). An image
+        # without it breaks its IOD, and raw FOR PROCESSING pixels scored as if processed give
+        # wrong results: ignored with the reason, like any other image the rules do not match.
         return MISSING_INTENT
     return ROUTED
 

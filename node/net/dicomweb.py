@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 
 from node.config import Destination
 from node.dicom.uids import is_valid_uid
-from node.errors import FinalError, InvalidInput
+from node.errors import FinalError, InvalidInput, MammoNodeError
 from node.net.http import json_of, path_segment, request
 from node.net.multipart import boundary_of, build_related, split_parts
 
@@ -70,9 +70,7 @@ class DicomWebClient:
         )
         response = self._request("GET", path, headers={"Accept": _DICOM_MULTIPART})
         if response.status_code == 404:
-            raise InvalidInput(
-                f"instance {sop_instance_uid} is no longer in {self.destination.name}"
-            )
+            raise InvalidInput(self._not_found(sop_instance_uid))
         if response.status_code != 200:
             raise InvalidInput(f"{self.destination.name}: HTTP {response.status_code} on WADO-RS")
         try:
@@ -98,6 +96,41 @@ class DicomWebClient:
             raise InvalidInput(
                 f"instance {sop_instance_uid} is not readable DICOM: {error}"
             ) from error
+
+    def _not_found(self, sop_instance_uid: str) -> str:
+        """Why WADO-RS answered 404, as far as QIDO-RS can tell: gone, or not one instance.
+
+        Orthanc rewrites some invalid UIDs as it stores them (it drops spaces: "1.2.3 4" is
+        indexed as "1.2.34"), so two sent instances can end up under one SOP Instance UID,
+        and its WADO-RS then serves neither."""
+        try:
+            response = self._request(
+                "GET",
+                "/instances",
+                params={"SOPInstanceUID": sop_instance_uid, "includefield": "0020000D"},
+                headers={"Accept": "application/dicom+json"},
+            )
+            if response.status_code == 204 or (
+                response.status_code == 200 and not response.content
+            ):
+                held = 0
+            elif response.status_code == 200:
+                found = json_of(response, self.destination.name)
+                held = len(found) if isinstance(found, list) else -1
+            else:
+                held = -1
+        except MammoNodeError:
+            held = -1  # QIDO-RS cannot tell either
+        where = self.destination.name
+        if held == 0:
+            return f"instance {sop_instance_uid} is no longer in {where}"
+        if held > 1:
+            return (
+                f"{where} holds {held} instances under SOP Instance UID {sop_instance_uid} "
+                "and its WADO-RS serves none of them (an archive may rewrite an invalid UID "
+                "into another one's, e.g. by dropping spaces)"
+            )
+        return f"{where} lists instance {sop_instance_uid} but its WADO-RS does not serve it"
 
     def search_instances(self, study_instance_uid: str) -> list[tuple[str, str]]:
         """QIDO-RS SearchForInstances in one study (PS3.18 10.6): (series, SOP instance) UIDs."""

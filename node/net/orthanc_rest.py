@@ -89,6 +89,10 @@ class OrthancRest:
     def last_change(self) -> int:
         return int(self._get("/changes", last="")["Last"])
 
+    def study_is_stable(self, study_id: str) -> bool:
+        """Orthanc's ``IsStable`` of a study; NotFound when it is gone."""
+        return bool(self._get(f"/studies/{path_segment(study_id)}").get("IsStable", False))
+
     def study_instances(self, study_id: str) -> list[str]:
         return [i["ID"] for i in self._get(f"/studies/{path_segment(study_id)}/instances")]
 

@@ -56,6 +56,27 @@ class _DeliveryCollector(Collector):
         yield family
 
 
+class _FreeSpaceCollector(Collector):
+    """The data dir's free bytes and the reserve under which new images are refused."""
+
+    def __init__(self, space: Callable[[], tuple[int, int]]) -> None:
+        self._space = space
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        try:
+            free, reserve = self._space()
+        except OSError:
+            return  # the data dir is unreadable: no figure rather than a false one
+        yield GaugeMetricFamily(
+            "mammo_node_data_free_bytes", "Free bytes where the data dir is", value=free
+        )
+        yield GaugeMetricFamily(
+            "mammo_node_data_reserve_bytes",
+            "Free bytes kept in reserve: below it, Orthanc refuses new images",
+            value=reserve,
+        )
+
+
 class NodeMetrics:
     def __init__(self, counts: Callable[[], Mapping[JobState, int]]) -> None:
         self.registry = CollectorRegistry()
@@ -100,6 +121,10 @@ class NodeMetrics:
 
     def watch_deliveries(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
         self.registry.register(_DeliveryCollector(counts))
+
+    def watch_free_space(self, space: Callable[[], tuple[int, int]]) -> None:
+        """``space`` gives (free, reserve) bytes, read at scrape time."""
+        self.registry.register(_FreeSpaceCollector(space))
 
     def set_model(self, model_id: str, version: str) -> None:
         self.model_info.info({"model_id": model_id, "version": version})

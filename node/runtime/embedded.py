@@ -32,6 +32,7 @@ from node.config import PROJECT_ROOT, Settings
 from node.errors import ConfigError, PeerUnavailable
 from node.events import EventBus, OrthancRestarted
 from node.retry import backoff_seconds
+from node.runtime.disk import RESERVE_BYTES
 from node.writers.provenance import NODE_MANUFACTURER
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def orthanc_config(settings: Settings, token: str = "") -> dict[str, Any]:
             "NodeUrl": f"http://{settings.api_host}:{settings.api_port}",
             "Token": settings.api_token,
             "OwnManufacturer": NODE_MANUFACTURER,
+            "ReserveBytes": RESERVE_BYTES,
         },
     }
 

@@ -39,6 +39,7 @@ from node.review.feedback import FeedbackStore
 from node.review.shadow import ShadowStore, shadow_runner_for
 from node.runtime.checks import Check, run_checks
 from node.runtime.current_model import CurrentModel, SwitchingPipeline
+from node.runtime.disk import free_space
 from node.runtime.runfile import read_runtime_file
 from node.writers.outputs import BuildOptions
 
@@ -124,6 +125,8 @@ class Node:
             settings.data_dir / "outbox",
         )
         self.metrics.watch_deliveries(self.deliveries.counts)
+        self.metrics.watch_free_space(self._free_and_reserve)
+        self._disk_low = False
         self.pipeline = SwitchingPipeline(
             self.model,
             source,
@@ -224,8 +227,27 @@ class Node:
         thread.start()
         self._threads.append(thread)
 
+    def _free_and_reserve(self) -> tuple[int, int]:
+        space = free_space(self.settings.data_dir)
+        return space.free, space.reserve
+
+    def _watch_disk(self) -> None:
+        """Log once when the data dir's disk falls under its reserve, and once when it is back."""
+        try:
+            space = free_space(self.settings.data_dir)
+        except OSError as error:
+            log.warning("cannot read the free space of the data dir: %s", error)
+            return
+        if space.low != self._disk_low:
+            self._disk_low = space.low
+            if space.low:
+                log.error("disk nearly full: %s", space.describe())
+            else:
+                log.info("disk space is back: %s", space.describe())
+
     def _reconcile_loop(self) -> None:
         while not self._stop.is_set():
+            self._watch_disk()
             try:
                 handled = self.reconciler.run_once()
                 if handled:
@@ -295,5 +317,11 @@ class Node:
             checks["orthanc"] = str(error)
         alive = all(t.is_alive() for t in self._threads) and bool(self._threads)
         checks["threads"] = "ok" if alive else "not running"
+        try:
+            # Said, not failed on: a node short of disk still works its queue, and a restart
+            # (what a failing liveness probe brings) would not free a byte.
+            checks["disk"] = free_space(self.settings.data_dir).describe()
+        except OSError as error:
+            checks["disk"] = f"unreadable: {error}"
         checks["ok"] = checks["orthanc"] == "ok" and alive
         return checks
