@@ -198,9 +198,9 @@ def main() -> int:
         "--outages", type=float, nargs="+", default=[300.0, 7200.0], help="seconds down"
     )
     parser.add_argument(
-        "--patient-attempts",
+        "--short-attempts",
         type=int,
-        default=20,
+        default=5,
         help="max_attempts of the second setting compared with the defaults (1-100)",
     )
     args = parser.parse_args()
@@ -208,7 +208,7 @@ def main() -> int:
     defaults = Destination(name="d", url="http://127.0.0.1/")
     settings = [
         (defaults.max_attempts, defaults.backoff_seconds, defaults.backoff_max_seconds),
-        (args.patient_attempts, defaults.backoff_seconds, defaults.backoff_max_seconds),
+        (args.short_attempts, defaults.backoff_seconds, defaults.backoff_max_seconds),
     ]
     delivered_or_resent = True
     for outage in args.outages:

@@ -119,7 +119,9 @@ class Destination:
     tls_cert_file: str = ""  # PEM client certificate and key, when the peer asks for them
     tls_key_file: str = ""
     outputs: tuple[str, ...] = ()
-    max_attempts: int = 5
+    # 40 attempts, 5 s doubling to 600 s: about 5.8 hours of retrying, so a PACS down for a
+    # maintenance window or an afternoon gets its results without anyone acting.
+    max_attempts: int = 40
     backoff_seconds: float = 5.0
     backoff_max_seconds: float = 600.0
     timeout_seconds: float = 60.0
