@@ -27,7 +27,7 @@ from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.jobs.worker import Worker, WorkerOptions, new_worker_id
+from node.jobs.worker import Doorbell, Worker, WorkerOptions, new_worker_id
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
 from node.models.trained_on import synthetic_only_warning
@@ -74,6 +74,8 @@ class Node:
         self.api_token = settings.api_token
         self.console_users = settings.console_users
         self.bus = EventBus()
+        # Idle workers wake when a job is queued here, not at their next poll.
+        self.doorbell = Doorbell()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(create_engine(settings.effective_database_url))
         self.store.subscribe(self._transitioned)
@@ -165,7 +167,9 @@ class Node:
         # node restarting there releases those leases, never a live neighbour's.
         owner = self.identity if self._data_dir_lock is not None else None
         self.workers = [
-            Worker(self.store, self.pipeline, self.bus, options, new_worker_id(owner))
+            Worker(
+                self.store, self.pipeline, self.bus, options, new_worker_id(owner), self.doorbell
+            )
             for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
@@ -179,6 +183,8 @@ class Node:
     def _transitioned(
         self, job: Job, old: JobState | None, new: JobState, reason: str | None
     ) -> None:
+        if new in (JobState.QUEUED, JobState.RETRY):
+            self.doorbell.ring()
         self.bus.emit(
             JobTransitioned(
                 job.id,
@@ -236,6 +242,7 @@ class Node:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loops; a job cut short keeps its lease and is taken up after restart."""
         self._stop.set()
+        self.doorbell.ring()  # idle workers end their wait now
         for thread in self._threads:
             thread.join(timeout / max(1, len(self._threads)))
         if self._data_dir_lock is not None:
@@ -279,6 +286,7 @@ class Node:
     def stable_study(self, orthanc_study_id: str) -> None:
         try:
             self.intake.stable_study(orthanc_study_id)
+            self.doorbell.ring()  # a regrouped job may be due now (no transition rings)
         except NotFound:
             log.info("study gone before intake", extra={"orthanc_study": orthanc_study_id})
         except MammoNodeError as error:
