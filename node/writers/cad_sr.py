@@ -49,7 +49,7 @@ from node.writers.provenance import (
     contributing_equipment,
     output_uid,
 )
-from node.writers.seg import finding_mask, pair_sources
+from node.writers.seg import finding_peak, pair_sources
 from node.writers.templates import SRTemplate, load_template
 
 __all__ = [
@@ -216,8 +216,7 @@ def _finding_entry(template: SRTemplate, exam: ExamResult, mark: Mark) -> dict[s
             f"is {shape}: SCOORD coordinates are those of the source pixel matrix (PS3.3 C.18.6)"
         )
     what = f"finding {mark.index + 1} of {image.source.SOPInstanceUID}"
-    disc = finding_mask(prediction.heatmap, finding, threshold=-np.inf)  # the whole disc
-    certainty = float(np.clip(prediction.heatmap[disc].max(), 0.0, 1.0))
+    certainty = float(np.clip(finding_peak(prediction.heatmap, finding), 0.0, 1.0))
     operating_point = exam.model.operating_point
     return {
         # The single-view concept (CID 6014), also inside a composite feature.
