@@ -9,6 +9,10 @@ leased) until ``assembly_timeout`` after the study first became stable; images t
 meanwhile join that same job. At the timeout the worker scores what arrived and marks the
 exam incomplete. Images that arrive after a job has started make a new job, the next
 *revision* of the exam's results (node.jobs.revisions): never a second silent result.
+
+An exam need not wait for Orthanc's StableAge when it has nothing to wait for: told that a
+study grew (a new instance), intake queues it at once if its routed images already hold every
+expected view, and otherwise leaves it to the stable study.
 """
 
 from __future__ import annotations
@@ -76,8 +80,12 @@ class ExamIntake:
         self.assembly_timeout = assembly_timeout
         self.clock = clock
 
-    def stable_study(self, orthanc_study_id: str) -> Job | None:
+    def stable_study(self, orthanc_study_id: str, *, only_complete: bool = False) -> Job | None:
         """Route every instance of the study; queue a job when any is routed.
+
+        ``only_complete``: the study is not stable yet (an instance just arrived), so do
+        nothing, not even record the routing, unless its routed images hold every expected
+        view: such an exam has nothing to wait for.
 
         Raises NotFound when the study is no longer in Orthanc (nothing to do).
         """
@@ -87,6 +95,8 @@ class ExamIntake:
         by_series: dict[tuple[str, RoutingDecision], list[InstanceTags]] = defaultdict(list)
         for tags in instances:
             by_series[(tags.SeriesInstanceUID, route(tags, self.rules))].append(tags)
+        if only_complete and not self._every_view(by_series):
+            return None
 
         routed: list[InstanceTags] = []
         for (series_uid, decision), members in by_series.items():
@@ -118,6 +128,16 @@ class ExamIntake:
         if existing is not None:
             return existing  # the same images again: nothing new to analyse
         return self._assemble(orthanc_study_id, study_uid, key, routed)
+
+    def _every_view(self, by_series: dict[tuple[str, RoutingDecision], list[InstanceTags]]) -> bool:
+        """True when the routed images hold every expected view ("R CC", ...)."""
+        labels = {
+            normalise(tags_getter(tags.header)).label
+            for (_, decision), members in by_series.items()
+            if decision.routed
+            for tags in members
+        }
+        return bool(labels) and not missing_views(sorted(labels), self.expected_views)
 
     def _assemble(
         self, orthanc_study_id: str, study_uid: str, key: str, routed: list[InstanceTags]

@@ -293,6 +293,18 @@ class Node:
             # The reconciler finds the study again in /changes.
             log.warning("intake failed; reconciliation will retry: %s", error)
 
+    def study_grew(self, orthanc_study_id: str) -> None:
+        """A new instance arrived: an exam that now holds every expected view starts at once;
+        any other waits for its stable study (Orthanc's StableAge)."""
+        try:
+            if self.intake.stable_study(orthanc_study_id, only_complete=True) is not None:
+                self.doorbell.ring()
+        except NotFound:
+            log.info("study gone before intake", extra={"orthanc_study": orthanc_study_id})
+        except MammoNodeError as error:
+            # Not lost: the stable study (or reconciliation) takes the exam in.
+            log.info("early intake failed; the stable study will retry: %s", error)
+
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"model": self.model.spec.ref}
         try:
