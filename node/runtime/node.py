@@ -23,6 +23,7 @@ from node.delivery.service import Deliveries
 from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, ExamScored, JobTransitioned
 from node.inference.scoring import ImageModel
+from node.inference.threads import apply_thread_policy
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.states import JobState
@@ -83,6 +84,7 @@ class Node:
         self.metrics.subscribe(self.bus)
         self.registry: CollectorRegistry = self.metrics.registry
 
+        apply_thread_policy(settings.workers, settings.torch_threads)
         self.model: ImageModel = load_model(
             settings.models_dir, live_model_ref(settings.models_dir, settings.model)
         )
