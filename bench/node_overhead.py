@@ -265,6 +265,7 @@ def sustained(setups: Sequence[Setup], count: int) -> dict[str, float]:
             for datasets in batch
         )
         rates[setup.label] = count / (last - started) * 3600
+        tqdm.write(f"sustained {setup.label}: {rates[setup.label]:.0f} exams/hour")
     return rates
 
 
@@ -387,9 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--threads",
-        type=int,
-        default=0,
-        help="torch threads per node process (0: each tree's own default; default 0)",
+        default="0",
+        help="torch threads per node process, comma-separated, one setup each (0: each "
+        "tree's own default; default 0)",
     )
     parser.add_argument("--exams", type=int, default=2, help="latency exams per size (default 2)")
     parser.add_argument(
@@ -425,22 +426,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     trees = args.tree or [("this", Path.cwd())]
     models = args.model or ["synthetic-unet/0.1.0", "mias-contralateral/1.0.0"]
     workers = [int(w) for w in args.workers.split(",") if w]
+    threads = [int(t) for t in args.threads.split(",") if t]
     sizes = [s for s in args.sizes.split(",") if s]
     unknown = set(sizes) - set(SIZES)
-    if unknown or not workers or min(workers) < 1:
-        parser.error(f"--sizes takes {','.join(SIZES)}; --workers counts >= 1")
+    if unknown or not workers or min(workers) < 1 or not threads or min(threads) < 0:
+        parser.error(f"--sizes takes {','.join(SIZES)}; --workers counts >= 1, --threads >= 0")
 
     with tempfile.TemporaryDirectory(prefix="node-overhead-") as scratch, ExitStack() as stack:
         setups: list[Setup] = []
-        for (tree_label, tree), model, count in itertools.product(trees, models, workers):
+        for (tree_label, tree), model, count, thread_count in itertools.product(
+            trees, models, workers, threads
+        ):
             short = model.split("/")[0].split("-")[-1]
+            suffix = f":t{thread_count}" if len(threads) > 1 else ""
             setups.append(
                 Setup(
-                    label=f"{tree_label}:{short}:w{count}",
+                    label=f"{tree_label}:{short}:w{count}{suffix}",
                     tree=tree,
                     model=model,
                     workers=count,
-                    threads=args.threads,
+                    threads=thread_count,
                     stable_age=args.stable_age,
                     data_dir=Path(scratch) / f"setup-{len(setups)}",
                 )
@@ -476,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
                 )
         if args.fetch_repeats:
-            for setup in setups[:: len(models) * len(workers)]:
+            for setup in setups[:: len(models) * len(workers) * len(threads)]:
                 medians = fetch_encodings(setup, args.fetch_repeats)
                 print(
                     f"\nWADO-RS fetch of one 3328x2560 instance from {setup.label}'s Orthanc: "
