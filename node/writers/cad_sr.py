@@ -44,6 +44,7 @@ from pydicom.sr.coding import Code
 
 from node.domain import ExamResult, Finding, FindingKind, ImageResult
 from node.writers.matching import Mark, exam_lesions, finding_concept
+from node.writers.owned_content import owned_content
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     contributing_equipment,
@@ -290,15 +291,16 @@ def build_mammography_cad_report(sources: Sequence[Dataset], exam: ExamResult) -
     template = load_template(TID4000_TEMPLATE)
     content = template.build(_context(template, sources, exam))
     pairs = pair_sources(sources, exam)
-    return MammographyCADSR(
-        evidence=[source for source, _ in pairs],
-        content=content,
-        series_instance_uid=output_uid(exam, "CAD SR series"),
-        series_number=CAD_SR_SERIES_NUMBER,
-        sop_instance_uid=output_uid(exam, "CAD SR"),
-        instance_number=1,
-        manufacturer=NODE_MANUFACTURER,
-        is_complete=True,
-        series_description=CAD_SR_SERIES_DESCRIPTION,
-        contributing_equipment=[contributing_equipment(exam.model)],
-    )
+    with owned_content(content):  # built for this document only: no deep copy of it
+        return MammographyCADSR(
+            evidence=[source for source, _ in pairs],
+            content=content,
+            series_instance_uid=output_uid(exam, "CAD SR series"),
+            series_number=CAD_SR_SERIES_NUMBER,
+            sop_instance_uid=output_uid(exam, "CAD SR"),
+            instance_number=1,
+            manufacturer=NODE_MANUFACTURER,
+            is_complete=True,
+            series_description=CAD_SR_SERIES_DESCRIPTION,
+            contributing_equipment=[contributing_equipment(exam.model)],
+        )
