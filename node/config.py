@@ -227,6 +227,9 @@ class Settings:
     models_dir: Path = PROJECT_ROOT / "models"
     model: str = ""  # empty: the live model of <models_dir>/registry.yaml; set: an override
     workers: int = 1
+    # torch's threads in this process, shared by its workers; 0: the usable CPUs divided
+    # among the workers (node.inference.threads)
+    torch_threads: int = 0
     lease_seconds: float = 120.0
     max_attempts: int = 5
     backoff_seconds: float = 2.0
@@ -278,6 +281,8 @@ class Settings:
             validate_port(f"modality {modality.aet} port", modality.port)
         if self.workers < 0:
             raise ConfigError("workers must be >= 0")
+        if not 0 <= self.torch_threads <= 1024:
+            raise ConfigError("torch_threads must be 0 (automatic) to 1024")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be >= 1")
         if self.lease_seconds <= 0 or self.poll_seconds <= 0:

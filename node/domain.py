@@ -98,6 +98,10 @@ class PreparedImage:
 class ImageResult:
     source: SourceImage
     prediction: ImagePrediction
+    # The presentation pixels the model scored (float32 in [0, 1], node.dicom.pixels), kept so
+    # the writers that draw the image (summary, PDF, breast geometry) need not compute them
+    # again at full resolution; None where the result was made without them.
+    pixels: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

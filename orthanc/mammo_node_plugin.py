@@ -1,9 +1,13 @@
 """mammo-node plugin for Orthanc's embedded Python (stdlib only; imports nothing of node/).
 
-Orthanc calls ``on_change`` for every change; the plugin only queues stable studies and
-returns at once, so DICOM reception is never blocked. A background thread drops studies
-that became stable because of the node's own outputs (the most recently updated series
-is an SR/SEG/... written by the node) and forwards the rest to the node over HTTP.
+Orthanc calls ``on_change`` for every change; the plugin only queues the ones it forwards and
+returns at once, so DICOM reception is never blocked. A background thread forwards them to
+the node over HTTP:
+- a stable study, unless it became stable because of the node's own outputs (the most
+  recently updated series is an SR/SEG/... written by the node);
+- a new instance, as "its study grew" (once per study for instances queued together), unless
+  the node wrote it: the node starts an exam at once when every expected view has arrived,
+  instead of waiting for StableAge, and ignores the notice otherwise.
 Nothing is lost when the node is down: it reconciles from Orthanc's /changes log.
 
 A C-STORE that would leave the storage disk under its reserve is refused before Orthanc
@@ -33,6 +37,10 @@ OUT_OF_RESOURCES = 0xA700  # C-STORE "Refused: Out of Resources" (PS3.4 Table B.
 
 _STOP = object()
 _events = queue.Queue(maxsize=QUEUE_SIZE)
+_FORWARDED = {
+    orthanc.ChangeType.STABLE_STUDY: "StableStudy",
+    orthanc.ChangeType.NEW_INSTANCE: "NewInstance",
+}
 
 
 def is_own_output(series):
@@ -50,9 +58,20 @@ def newest_series_is_own_output(study_id):
     return is_own_output(newest)
 
 
-def forward(study_id):
-    """POST one stable study to the node; False when the node could not take it."""
-    body = json.dumps({"ChangeType": "StableStudy", "ResourceType": "Study", "ID": study_id})
+def study_of_new_instance(instance_id):
+    """The study of a new instance, or None when the node wrote it or it is gone."""
+    try:
+        series = json.loads(orthanc.RestApiGet(f"/instances/{instance_id}/series"))
+    except (ValueError, KeyError, RuntimeError):
+        return None  # deleted meanwhile: the stable study (or /changes) still tells the node
+    if is_own_output(series):
+        return None
+    return series.get("ParentStudy")
+
+
+def forward(study_id, change_type="StableStudy"):
+    """POST one change of a study to the node; False when the node could not take it."""
+    body = json.dumps({"ChangeType": change_type, "ResourceType": "Study", "ID": study_id})
     request = urllib.request.Request(
         NODE_URL + "/api/v1/orthanc/changes",
         data=body.encode("utf-8"),
@@ -63,24 +82,42 @@ def forward(study_id):
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError) as error:
-        orthanc.LogWarning(
-            f"mammo-node: node unreachable ({error}); it will reconcile from /changes"
-        )
+        if change_type == "StableStudy":  # a new instance is told again by its stable study
+            orthanc.LogWarning(
+                f"mammo-node: node unreachable ({error}); it will reconcile from /changes"
+            )
         return False
 
 
-def _forward_loop():
-    while True:
-        study_id = _events.get()
-        if study_id is _STOP:
+def _forward_stable(study_id):
+    try:
+        if newest_series_is_own_output(study_id):
             return
+    except (ValueError, KeyError, RuntimeError) as error:
+        # The study vanished or Orthanc answered oddly: let the node decide.
+        orthanc.LogWarning(f"mammo-node: cannot inspect study {study_id}: {error}")
+    forward(study_id)
+
+
+def _forward_loop():
+    grown = []  # studies with new instances, told once the queue has been drained
+    while True:
         try:
-            if newest_series_is_own_output(study_id):
-                continue
-        except (ValueError, KeyError, RuntimeError) as error:
-            # The study vanished or Orthanc answered oddly: let the node decide.
-            orthanc.LogWarning(f"mammo-node: cannot inspect study {study_id}: {error}")
-        forward(study_id)
+            item = _events.get(block=not grown)
+        except queue.Empty:
+            for study_id in grown:
+                forward(study_id, "NewInstance")
+            grown = []
+            continue
+        if item is _STOP:
+            return
+        change_type, resource_id = item
+        if change_type == "StableStudy":
+            _forward_stable(resource_id)
+            continue
+        study_id = study_of_new_instance(resource_id)
+        if study_id is not None and study_id not in grown:
+            grown.append(study_id)
 
 
 def refuse_when_disk_is_full(received_dicom):
@@ -103,9 +140,9 @@ def refuse_when_disk_is_full(received_dicom):
 
 
 def on_change(change_type, level, resource_id):
-    if change_type == orthanc.ChangeType.STABLE_STUDY:
+    if change_type in _FORWARDED:
         try:
-            _events.put_nowait(resource_id)
+            _events.put_nowait((_FORWARDED[change_type], resource_id))
         except queue.Full:
             orthanc.LogWarning("mammo-node: event queue full; the node will reconcile")
     elif change_type == orthanc.ChangeType.ORTHANC_STOPPED:
@@ -116,4 +153,4 @@ _worker = threading.Thread(target=_forward_loop, name="mammo-node-forwarder", da
 _worker.start()
 orthanc.RegisterOnChangeCallback(on_change)
 orthanc.RegisterIncomingCStoreInstanceFilter(refuse_when_disk_is_full)
-orthanc.LogWarning(f"mammo-node plugin forwards stable studies to {NODE_URL}")
+orthanc.LogWarning(f"mammo-node plugin forwards new instances and stable studies to {NODE_URL}")

@@ -47,6 +47,7 @@ def test_structured_values_from_environment() -> None:
         ("MAMMO_NODE_AET", "MUCH-TOO-LONG-AE-TITLE", "AE title"),
         ("MAMMO_NODE_LOG_LEVEL", "LOUD", "log_level"),
         ("MAMMO_NODE_WORKERS", "-1", "workers"),
+        ("MAMMO_NODE_TORCH_THREADS", "-1", "torch_threads"),
     ],
 )
 def test_bad_values_are_refused(variable: str, value: str, message: str) -> None:

@@ -125,6 +125,45 @@ class TestStableStudy:
         )
 
 
+class TestEarlyStart:
+    """Told that a study grew (a new instance), intake starts only an exam with every view."""
+
+    def test_an_exam_with_every_view_starts_before_it_is_stable(
+        self, harness: Harness, exam: list[pydicom.Dataset]
+    ) -> None:
+        harness.orthanc.store("study-1", exam)
+        job = harness.intake.stable_study("study-1", only_complete=True)
+        assert job is not None and job.state is JobState.QUEUED
+        assert job.next_attempt_at == harness.clock.now
+        stable = harness.intake.stable_study("study-1")  # StableAge later: the same job
+        assert stable is not None and stable.id == job.id
+        assert len(harness.store.list_jobs()) == 1
+
+    def test_an_incomplete_exam_leaves_no_trace_until_it_is_stable(
+        self, harness: Harness, exam: list[pydicom.Dataset]
+    ) -> None:
+        for count in range(1, len(exam)):
+            harness.orthanc.store("study-1", exam[count - 1 : count])
+            assert harness.intake.stable_study("study-1", only_complete=True) is None
+        assert harness.store.list_jobs() == [] and harness.store.routing_decisions() == []
+        assert harness.routed == []
+        waiting = harness.intake.stable_study("study-1")  # the stable wait still holds it
+        assert waiting is not None and waiting.next_attempt_at == harness.clock.now + TIMEOUT
+
+    def test_own_results_arriving_start_nothing_new(
+        self, harness: Harness, exam: list[pydicom.Dataset]
+    ) -> None:
+        harness.orthanc.store("study-1", exam)
+        first = harness.intake.stable_study("study-1", only_complete=True)
+        own = copy.deepcopy(exam[0])
+        own.SOPInstanceUID, own.SeriesInstanceUID = generate_uid(), generate_uid()
+        own.Manufacturer = NODE_MANUFACTURER
+        harness.orthanc.store("study-1", [own])
+        again = harness.intake.stable_study("study-1", only_complete=True)
+        assert first is not None and again is not None and again.id == first.id
+        assert len(harness.store.list_jobs()) == 1
+
+
 class TestExamAssembly:
     def test_a_missing_view_waits_for_the_assembly_timeout(
         self, harness: Harness, exam: list[pydicom.Dataset]

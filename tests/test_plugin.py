@@ -33,19 +33,28 @@ class StrictOrthanc(types.ModuleType):
         self._config = {"MammoNode": {"NodeUrl": node_url, "Token": "secret", "TimeoutSeconds": 1}}
         self._series = series
         self.callbacks: list[Any] = []
+        self.store_filters: list[Any] = []
         self.warnings: list[str] = []
 
     def GetConfiguration(self) -> str:
         return json.dumps(self._config)
 
     def RestApiGet(self, uri: str) -> str:
-        study_id = uri.split("/")[2]
+        parts = uri.split("/")
+        if parts[1] == "instances" and parts[3:] == ["series"]:  # /instances/{id}/series
+            if parts[2] not in INSTANCE_SERIES:
+                raise ValueError("Unknown resource")
+            return json.dumps(INSTANCE_SERIES[parts[2]])
+        study_id = parts[2]
         if study_id not in self._series:
             raise ValueError("Unknown resource")
         return json.dumps(self._series[study_id])
 
     def RegisterOnChangeCallback(self, callback: Any) -> None:
         self.callbacks.append(callback)
+
+    def RegisterIncomingCStoreInstanceFilter(self, callback: Any) -> None:
+        self.store_filters.append(callback)
 
     def LogWarning(self, message: str) -> None:
         self.warnings.append(message)
@@ -121,6 +130,23 @@ SERIES = {
 }
 
 
+# The parent series of new instances, as Orthanc's /instances/{id}/series answers.
+INSTANCE_SERIES = {
+    f"mg-{index}": {
+        "ID": "a",
+        "ParentStudy": "study-new",
+        "MainDicomTags": {"Modality": "MG", "Manufacturer": "ACME"},
+    }
+    for index in range(4)
+} | {
+    "own-sr": {
+        "ID": "b",
+        "ParentStudy": "study-with-results",
+        "MainDicomTags": {"Modality": "SR", "Manufacturer": "mammo-node"},
+    },
+}
+
+
 @pytest.fixture
 def node() -> Iterator[Node]:
     server = Node()
@@ -141,6 +167,7 @@ def plugin(node: Node) -> Iterator[tuple[types.ModuleType, StrictOrthanc]]:
 def test_registers_one_change_callback(plugin: tuple[types.ModuleType, StrictOrthanc]) -> None:
     module, stub = plugin
     assert stub.callbacks == [module.on_change]
+    assert stub.store_filters == [module.refuse_when_disk_is_full]
 
 
 def test_stable_study_is_forwarded_with_the_token(
@@ -168,9 +195,32 @@ def test_other_changes_are_ignored(
     plugin: tuple[types.ModuleType, StrictOrthanc], node: Node
 ) -> None:
     module, stub = plugin
-    module.on_change(stub.ChangeType.NEW_INSTANCE, 0, "study-new")
+    module.on_change(stub.ChangeType.STABLE_SERIES, 0, "series-a")
     module.on_change(stub.ChangeType.STABLE_STUDY, 0, "study-new")
     assert node.received.get(timeout=5)[0]["ID"] == "study-new"
+    assert node.received.empty()
+
+
+def test_new_instances_tell_their_study_once_per_burst_and_never_for_own_results(
+    plugin: tuple[types.ModuleType, StrictOrthanc], node: Node
+) -> None:
+    """A new instance tells the node its study grew (the node then starts a complete exam
+    at once); instances queued together tell it once; the node's own outputs never do."""
+    module, stub = plugin
+    with module._events.mutex:  # hold the forwarder back so the four arrive as one burst
+        for index in range(4):
+            module._events.queue.append(("NewInstance", f"mg-{index}"))
+        module._events.queue.append(("NewInstance", "own-sr"))
+        module._events.queue.append(("NewInstance", "deleted-meanwhile"))
+        module._events.unfinished_tasks += 6
+        module._events.not_empty.notify()
+    body, authorization = node.received.get(timeout=5)
+    assert body == {"ChangeType": "NewInstance", "ResourceType": "Study", "ID": "study-new"}
+    assert authorization == "Bearer secret"
+    module.on_change(stub.ChangeType.NEW_INSTANCE, 0, "mg-0")  # a later one tells it again
+    assert node.received.get(timeout=5)[0] == body
+    module.on_change(stub.ChangeType.STABLE_STUDY, 0, "study-new")
+    assert node.received.get(timeout=5)[0]["ChangeType"] == "StableStudy"
     assert node.received.empty()
 
 

@@ -24,7 +24,7 @@ from test_writers import LESIONS, MODEL, SCORES
 from validators import dciodvfy_errors, dciodvfy_output
 
 from node.domain import ExamResult, Finding, ImagePrediction, ImageResult
-from node.inference.scoring import source_image
+from node.inference.scoring import prepare_images, source_image
 from node.synthetic.dicom import synthetic_exam
 from node.writers.locales import LANGUAGES, load_locale
 from node.writers.outputs import build_outputs
@@ -247,6 +247,22 @@ def test_same_inputs_give_the_same_uids_and_bytes() -> None:
         _pdf(lang).SOPInstanceUID for lang in LANGUAGES
     }
     assert len(uids) == 2 * len(LANGUAGES)
+
+
+def test_pixels_kept_by_inference_draw_the_same_summary() -> None:
+    """The summary drawn from the presentation pixels inference kept is the one drawn from the
+    sources themselves (the writers no longer compute them again when they have them)."""
+    sources, exam = _exam()
+    images, _ = prepare_images(sources)
+    kept = replace(
+        exam,
+        images=[
+            replace(result, pixels=image.pixels)
+            for result, image in zip(exam.images, images, strict=True)
+        ],
+    )
+    assert all(result.pixels is not None for result in kept.images)
+    assert build_summary_image(sources, kept).PixelData == _sc("en").PixelData
 
 
 def test_provenance_and_identification_copied() -> None:

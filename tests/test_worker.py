@@ -16,7 +16,7 @@ from node.events import EventBus, JobFailed, StageFinished
 from node.jobs.pipeline import ExamWork
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.jobs.worker import ExamStages, Worker, WorkerOptions
+from node.jobs.worker import Doorbell, ExamStages, Worker, WorkerOptions
 from tests.memory import Clock, job_store
 
 OPTIONS = WorkerOptions(
@@ -129,6 +129,41 @@ class TestDone:
         stages.hooks["publish"] = stop.set
         job = new_job(store)
         worker(store, stages, bus).run(stop)  # returns once the job is done and stop is set
+        assert store.get(job.id).state is JobState.DONE
+
+    def test_a_ring_wakes_an_idle_worker_before_its_poll(
+        self, store: JobStore, bus: EventBus
+    ) -> None:
+        """With an hour's poll, only the doorbell can start a job queued while it waits."""
+
+        class WatchedDoorbell(Doorbell):
+            def __init__(self) -> None:
+                super().__init__()
+                self.waiting = threading.Event()
+
+            def wait(self, seconds: float) -> bool:
+                self.waiting.set()
+                return super().wait(seconds)
+
+        stop, doorbell, stages = threading.Event(), WatchedDoorbell(), Stages()
+        slow_poll = WorkerOptions(
+            lease_seconds=30.0, backoff_seconds=5.0, backoff_max_seconds=12.0, poll_seconds=3600
+        )
+        idle = Worker(store, stages, bus, slow_poll, worker_id="w1", doorbell=doorbell)
+        thread = threading.Thread(target=idle.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            finished = threading.Event()
+            stages.hooks["publish"] = finished.set
+            assert doorbell.waiting.wait(60), "the worker never went idle"
+            job = new_job(store)  # after the worker found nothing and went to sleep
+            doorbell.ring()
+            assert finished.wait(60), "the ring did not wake the worker"
+        finally:
+            stop.set()
+            doorbell.ring()
+            thread.join(60)
+        assert not thread.is_alive()
         assert store.get(job.id).state is JobState.DONE
 
 

@@ -30,7 +30,7 @@ from node.writers import (
     build_segmentations,
     output_uid,
 )
-from node.writers.seg import finding_mask
+from node.writers.seg import finding_mask, finding_peak
 
 MODEL = ModelSpec(
     model_id="toy-mammo",
@@ -217,6 +217,29 @@ def test_finding_mask_falls_back_to_the_disc_below_threshold() -> None:
     assert finding_mask(heat, finding, 0.5).sum() == 16 < disc.sum()
     with pytest.raises(ValueError, match="outside"):
         finding_mask(heat, replace(finding, column=40.0), 0.5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(0.0, 47.99),
+    st.floats(0.0, 39.99),
+    st.floats(0.1, 30.0),
+    st.floats(0.0, 1.0),
+)
+def test_finding_mask_is_the_disc_rule_over_the_whole_image(
+    column: float, row: float, radius: float, threshold: float
+) -> None:
+    """The mask is computed in the finding's box only; it must equal the rule applied to
+    every pixel of the image (centres at +0.5, the centre pixel always in), edges included."""
+    heat = np.random.default_rng(7).random((40, 48), dtype=np.float32)
+    finding = Finding(column=column, row=row, radius=radius, score=0.5)
+    row_index, column_index = np.ogrid[:40, :48]
+    disc = (column_index + 0.5 - column) ** 2 + (row_index + 0.5 - row) ** 2 <= radius**2
+    disc[int(row), int(column)] = True
+    expected = disc & (heat >= threshold)
+    expected = expected if expected.any() else disc
+    assert np.array_equal(finding_mask(heat, finding, threshold), expected)
+    assert finding_peak(heat, finding) == float(heat[disc].max())
 
 
 @settings(max_examples=50, deadline=None)

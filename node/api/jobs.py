@@ -22,6 +22,8 @@ class JobServices(DeliveryServices, Protocol):
 
     def stable_study(self, orthanc_study_id: str) -> None: ...
 
+    def study_grew(self, orthanc_study_id: str) -> None: ...
+
 
 class OrthancChange(BaseModel):
     ChangeType: str
@@ -42,9 +44,14 @@ def jobs_router(node: JobServices) -> APIRouter:
 
     @router.post("/api/v1/orthanc/changes", status_code=202)
     def orthanc_change(change: OrthancChange, background: BackgroundTasks) -> dict[str, str]:
-        if change.ChangeType != "StableStudy":
+        if change.ResourceType != "Study":
             return {"status": "ignored"}
-        background.add_task(node.stable_study, change.ID)
+        if change.ChangeType == "StableStudy":
+            background.add_task(node.stable_study, change.ID)
+        elif change.ChangeType == "NewInstance":  # the study grew: complete exams start now
+            background.add_task(node.study_grew, change.ID)
+        else:
+            return {"status": "ignored"}
         return {"status": "accepted"}
 
     @router.get("/api/v1/jobs")

@@ -130,7 +130,7 @@ def score_images(
         ],
     )
     results = [
-        ImageResult(image.source, prediction)
+        ImageResult(image.source, prediction, image.pixels)
         for image, prediction in zip(images, predictions, strict=True)
     ]
     present = [f"{r.source.ImageLaterality} {r.source.ViewPosition}" for r in results]

@@ -15,6 +15,10 @@ Which images make one exam (one study, or a woman's studies of one accession / d
 A study's routed breast MRI series (node.ingest.routing.route_mr) make a job of their own,
 for the kinetic CAD (model ``mri-kinetics/<version>``): the whole DCE study at once (always
 one study, whatever the grouping), queued when the study is stable (no views to wait for).
+
+An exam need not wait for Orthanc's StableAge when it has nothing to wait for: told that a
+study grew (a new instance), intake queues it at once if its routed images already hold every
+expected view, and otherwise leaves it to the stable study.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from node.config import DEFAULT_EXPECTED_VIEWS, RoutingRules
-from node.dicom.views import missing_views
+from node.dicom.views import missing_views, normalise, tags_getter
 from node.domain import ExamRequest
 from node.events import EventBus, SeriesRouted
 from node.ingest.grouping import Exam, ExamGrouping
@@ -89,9 +93,13 @@ class ExamIntake:
         # One exam at a time: two studies of one exam arriving together join one job.
         self._assembling = threading.Lock()
 
-    def stable_study(self, orthanc_study_id: str) -> Job | None:
+    def stable_study(self, orthanc_study_id: str, *, only_complete: bool = False) -> Job | None:
         """Route every instance of the study; queue a job when any is routed (a study with
         both mammograms and breast MRI gets one job of each; the mammography one is returned).
+
+        ``only_complete``: the study is not stable yet (an instance just arrived), so do
+        nothing, not even record the routing, unless its routed images hold every expected
+        view: such an exam has nothing to wait for.
 
         Raises NotFound when the study is no longer in Orthanc (nothing to do).
         """
@@ -101,6 +109,8 @@ class ExamIntake:
         by_series: dict[tuple[str, RoutingDecision], list[InstanceTags]] = defaultdict(list)
         for tags in instances:
             by_series[(tags.SeriesInstanceUID, route(tags, self.rules))].append(tags)
+        if only_complete and not self._every_view(by_series):
+            return None
 
         routed: list[InstanceTags] = []
         for (series_uid, decision), members in by_series.items():
@@ -142,6 +152,16 @@ class ExamIntake:
         if existing is not None:
             return existing  # the same images again: nothing new to analyse
         return self._assemble(orthanc_study_id, exam, key, model_ref)
+
+    def _every_view(self, by_series: dict[tuple[str, RoutingDecision], list[InstanceTags]]) -> bool:
+        """True when the routed images hold every expected view ("R CC", ...)."""
+        labels = {
+            normalise(tags_getter(tags.header)).label
+            for (_, decision), members in by_series.items()
+            if decision.routed
+            for tags in members
+        }
+        return bool(labels) and not missing_views(sorted(labels), self.expected_views)
 
     def _assemble(self, orthanc_study_id: str, exam: Exam, key: str, model_ref: str) -> Job:
         """Queue the exam, join a job still waiting for views, or start the next revision."""

@@ -81,7 +81,7 @@ class WorkerOptions:
     lease_seconds: float  # how long a lease lasts; renewed at each stage
     backoff_seconds: float  # first retry delay, doubled per attempt ...
     backoff_max_seconds: float  # ... up to this
-    poll_seconds: float  # how long an idle worker waits before looking again
+    poll_seconds: float  # how long an idle worker waits before looking again, unless woken
 
 
 class ExamStages(Protocol):
@@ -94,6 +94,29 @@ class ExamStages(Protocol):
     def publish(self, work: ExamWork) -> None: ...
 
 
+class Doorbell:
+    """Wakes idle workers when a job may have become due (one queued, regrouped or requeued
+    in this process), so a new exam waits for no poll interval. The poll stays as the bound
+    for what rings no bell here: jobs due later (assembly wait, retry backoff) and jobs queued
+    by another process on a shared database.
+
+    One event for every worker: ``ring`` wakes all that wait; each clears it before looking
+    for a job, so a ring after that look is never lost (the next wait returns at once)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def wait(self, seconds: float) -> bool:
+        """True when rung within ``seconds``."""
+        return self._event.wait(seconds)
+
+
 class Worker:
     def __init__(
         self,
@@ -102,7 +125,9 @@ class Worker:
         bus: EventBus,
         options: WorkerOptions,
         worker_id: str | None = None,
+        doorbell: Doorbell | None = None,
     ) -> None:
+        self.doorbell = doorbell or Doorbell()
         self.store = store
         self.pipeline = pipeline
         self.bus = bus
@@ -182,11 +207,13 @@ class Worker:
         return moved
 
     def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set; whoever sets it rings the doorbell to end the wait."""
         while not stop.is_set():
+            self.doorbell.clear()  # before looking: a job queued from now on rings again
             try:
                 job = self.run_once()
             except Exception:
                 log.exception("worker loop error")
                 job = None
             if job is None:
-                stop.wait(self.options.poll_seconds)
+                self.doorbell.wait(self.options.poll_seconds)

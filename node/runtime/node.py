@@ -23,11 +23,12 @@ from node.delivery.service import Deliveries
 from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, ExamScored, JobTransitioned
 from node.inference.scoring import ImageModel
+from node.inference.threads import apply_thread_policy
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
-from node.jobs.worker import Worker, WorkerOptions, new_worker_id
+from node.jobs.worker import Doorbell, Worker, WorkerOptions, new_worker_id
 from node.models.lifecycle import ModelLifecycle, live_model_ref
 from node.models.registry import load_model
 from node.models.trained_on import synthetic_only_warning
@@ -75,6 +76,8 @@ class Node:
         self.api_token = settings.api_token
         self.console_users = settings.console_users
         self.bus = EventBus()
+        # Idle workers wake when a job is queued here, not at their next poll.
+        self.doorbell = Doorbell()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(create_engine(settings.effective_database_url))
         self.store.subscribe(self._transitioned)
@@ -82,6 +85,7 @@ class Node:
         self.metrics.subscribe(self.bus)
         self.registry: CollectorRegistry = self.metrics.registry
 
+        apply_thread_policy(settings.workers, settings.torch_threads)
         self.model: ImageModel = load_model(
             settings.models_dir, live_model_ref(settings.models_dir, settings.model)
         )
@@ -169,7 +173,9 @@ class Node:
         # node restarting there releases those leases, never a live neighbour's.
         owner = self.identity if self._data_dir_lock is not None else None
         self.workers = [
-            Worker(self.store, self.pipeline, self.bus, options, new_worker_id(owner))
+            Worker(
+                self.store, self.pipeline, self.bus, options, new_worker_id(owner), self.doorbell
+            )
             for _ in range(settings.workers)
         ]
         self._stop = threading.Event()
@@ -183,6 +189,8 @@ class Node:
     def _transitioned(
         self, job: Job, old: JobState | None, new: JobState, reason: str | None
     ) -> None:
+        if new in (JobState.QUEUED, JobState.RETRY):
+            self.doorbell.ring()
         self.bus.emit(
             JobTransitioned(
                 job.id,
@@ -259,6 +267,7 @@ class Node:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loops; a job cut short keeps its lease and is taken up after restart."""
         self._stop.set()
+        self.doorbell.ring()  # idle workers end their wait now
         for thread in self._threads:
             thread.join(timeout / max(1, len(self._threads)))
         if self._data_dir_lock is not None:
@@ -302,11 +311,24 @@ class Node:
     def stable_study(self, orthanc_study_id: str) -> None:
         try:
             self.intake.stable_study(orthanc_study_id)
+            self.doorbell.ring()  # a regrouped job may be due now (no transition rings)
         except NotFound:
             log.info("study gone before intake", extra={"orthanc_study": orthanc_study_id})
         except MammoNodeError as error:
             # The reconciler finds the study again in /changes.
             log.warning("intake failed; reconciliation will retry: %s", error)
+
+    def study_grew(self, orthanc_study_id: str) -> None:
+        """A new instance arrived: an exam that now holds every expected view starts at once;
+        any other waits for its stable study (Orthanc's StableAge)."""
+        try:
+            if self.intake.stable_study(orthanc_study_id, only_complete=True) is not None:
+                self.doorbell.ring()
+        except NotFound:
+            log.info("study gone before intake", extra={"orthanc_study": orthanc_study_id})
+        except MammoNodeError as error:
+            # Not lost: the stable study (or reconciliation) takes the exam in.
+            log.info("early intake failed; the stable study will retry: %s", error)
 
     def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {"model": self.model.spec.ref}

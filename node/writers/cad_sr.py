@@ -44,12 +44,13 @@ from pydicom.sr.coding import Code
 
 from node.domain import ExamResult, Finding, FindingKind, ImageResult
 from node.writers.matching import Mark, exam_lesions, finding_concept
+from node.writers.owned_content import owned_content
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     contributing_equipment,
     output_uid,
 )
-from node.writers.seg import finding_mask, pair_sources
+from node.writers.seg import finding_peak, pair_sources
 from node.writers.templates import SRTemplate, load_template
 
 __all__ = [
@@ -216,8 +217,7 @@ def _finding_entry(template: SRTemplate, exam: ExamResult, mark: Mark) -> dict[s
             f"is {shape}: SCOORD coordinates are those of the source pixel matrix (PS3.3 C.18.6)"
         )
     what = f"finding {mark.index + 1} of {image.source.SOPInstanceUID}"
-    disc = finding_mask(prediction.heatmap, finding, threshold=-np.inf)  # the whole disc
-    certainty = float(np.clip(prediction.heatmap[disc].max(), 0.0, 1.0))
+    certainty = float(np.clip(finding_peak(prediction.heatmap, finding), 0.0, 1.0))
     operating_point = exam.model.operating_point
     return {
         # The single-view concept (CID 6014), also inside a composite feature.
@@ -291,15 +291,16 @@ def build_mammography_cad_report(sources: Sequence[Dataset], exam: ExamResult) -
     template = load_template(TID4000_TEMPLATE)
     content = template.build(_context(template, sources, exam))
     pairs = pair_sources(sources, exam)
-    return MammographyCADSR(
-        evidence=[source for source, _ in pairs],
-        content=content,
-        series_instance_uid=output_uid(exam, "CAD SR series"),
-        series_number=CAD_SR_SERIES_NUMBER,
-        sop_instance_uid=output_uid(exam, "CAD SR"),
-        instance_number=1,
-        manufacturer=NODE_MANUFACTURER,
-        is_complete=True,
-        series_description=CAD_SR_SERIES_DESCRIPTION,
-        contributing_equipment=[contributing_equipment(exam.model)],
-    )
+    with owned_content(content):  # built for this document only: no deep copy of it
+        return MammographyCADSR(
+            evidence=[source for source, _ in pairs],
+            content=content,
+            series_instance_uid=output_uid(exam, "CAD SR series"),
+            series_number=CAD_SR_SERIES_NUMBER,
+            sop_instance_uid=output_uid(exam, "CAD SR"),
+            instance_number=1,
+            manufacturer=NODE_MANUFACTURER,
+            is_complete=True,
+            series_description=CAD_SR_SERIES_DESCRIPTION,
+            contributing_equipment=[contributing_equipment(exam.model)],
+        )

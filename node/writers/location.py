@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from node.dicom.pixels import presentation_pixels
@@ -95,13 +96,17 @@ def _lateral_up(ds: Dataset, laterality: str) -> bool:
     return downward == medial_down
 
 
-def breast_geometry(ds: Dataset, laterality: str) -> BreastGeometry:
-    """Estimate chest-wall side and nipple of one image (cached by SOP Instance UID)."""
+def breast_geometry(
+    ds: Dataset, laterality: str, pixels: npt.NDArray[np.float32] | None = None
+) -> BreastGeometry:
+    """Estimate chest-wall side and nipple of one image (cached by SOP Instance UID), from
+    its presentation ``pixels`` when the caller has them."""
     key = (str(ds.SOPInstanceUID), int(ds.Rows), int(ds.Columns))
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    pixels = presentation_pixels(ds)
+    if pixels is None:
+        pixels = presentation_pixels(ds)
     stride = max(1, int(ds.Rows) // _STRIDE_TARGET)
     small = np.asarray(pixels[::stride, ::stride], dtype=np.float32)
     del pixels

@@ -162,7 +162,7 @@ def exam_lesions(pairs: Sequence[tuple[Dataset, ImageResult]]) -> list[Lesion]:
     groups: list[tuple[str, tuple[Mark, ...]]] = []
     for laterality in ("R", "L"):
         marks = [
-            Mark(source, image, index, breast_geometry(source, laterality))
+            Mark(source, image, index, breast_geometry(source, laterality, image.pixels))
             for source, image in pairs
             if image.source.ImageLaterality == laterality
             for index in range(len(image.prediction.findings))

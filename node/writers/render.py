@@ -113,7 +113,8 @@ def _hang(
     ds: Dataset, image: ImageResult, size: tuple[int, int], numbers: tuple[int, ...]
 ) -> HungView:
     """Shrink one view into ``size`` (rows, columns), keeping its aspect ratio."""
-    pixels = presentation_pixels(ds)  # [0, 1], brighter = denser (PS3.3 C.11)
+    # [0, 1], brighter = denser (PS3.3 C.11); those inference read, when it kept them.
+    pixels = image.pixels if image.pixels is not None else presentation_pixels(ds)
     rows, columns = pixels.shape
     scale = min(size[0] / rows, size[1] / columns)
     shape = (max(1, round(columns * scale)), max(1, round(rows * scale)))

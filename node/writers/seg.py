@@ -14,6 +14,7 @@ the finding the SR describes; the disc alone would ignore the lesion's shape.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -39,6 +40,8 @@ __all__ = [
     "SEG_SERIES_NUMBER",
     "build_segmentations",
     "finding_mask",
+    "finding_peak",
+    "finding_region",
     "finding_tracking",
     "fit_for_projection",
     "pair_sources",
@@ -101,23 +104,55 @@ def finding_tracking(exam: ExamResult, image: ImageResult, index: int) -> tuple[
     return identifier, uid
 
 
-def finding_mask(
-    heatmap: npt.NDArray[np.float32], finding: Finding, threshold: float
-) -> npt.NDArray[np.bool_]:
-    """The pixels of one finding (see the module docstring for why this shape)."""
-    rows, columns = heatmap.shape
+Box = tuple[slice, slice]  # (rows, columns) of the image
+
+
+def _disc_box(
+    heatmap: npt.NDArray[np.float32], finding: Finding
+) -> tuple[Box, npt.NDArray[np.bool_]]:
+    """The finding's disc inside its bounding box, and where that box lies in the image: a
+    lesion is small and a detector is not, so nothing is computed over the whole image."""
+    rows, columns = heatmap.shape[:2]
     if not (0 <= finding.column < columns and 0 <= finding.row < rows):
         raise ValueError(f"finding at ({finding.column}, {finding.row}) lies outside the image")
     if finding.radius <= 0:
         raise ValueError(f"finding radius must be > 0 pixels, got {finding.radius}")
+    top = max(0, math.floor(finding.row - finding.radius) - 1)
+    bottom = min(rows, math.ceil(finding.row + finding.radius) + 1)
+    left = max(0, math.floor(finding.column - finding.radius) - 1)
+    right = min(columns, math.ceil(finding.column + finding.radius) + 1)
     # SCOORD pixel coordinates put pixel centres at +0.5 (PS3.3 C.18.6.1.1).
-    row_index, column_index = np.ogrid[:rows, :columns]
+    row_index, column_index = np.ogrid[top:bottom, left:right]
     disc = (column_index + 0.5 - finding.column) ** 2 + (
         row_index + 0.5 - finding.row
     ) ** 2 <= finding.radius**2
-    disc[int(finding.row), int(finding.column)] = True
-    mask = disc & (heatmap >= threshold)
-    return mask if mask.any() else disc
+    disc[int(finding.row) - top, int(finding.column) - left] = True
+    return (slice(top, bottom), slice(left, right)), disc
+
+
+def finding_region(
+    heatmap: npt.NDArray[np.float32], finding: Finding, threshold: float
+) -> tuple[Box, npt.NDArray[np.bool_]]:
+    """The pixels of one finding inside its box (see the module docstring for the shape)."""
+    box, disc = _disc_box(heatmap, finding)
+    mask = disc & (heatmap[box] >= threshold)
+    return box, (mask if mask.any() else disc)
+
+
+def finding_mask(
+    heatmap: npt.NDArray[np.float32], finding: Finding, threshold: float
+) -> npt.NDArray[np.bool_]:
+    """The pixels of one finding, on the whole image."""
+    box, region = finding_region(heatmap, finding, threshold)
+    full = np.zeros(heatmap.shape, dtype=bool)
+    full[box] = region
+    return full
+
+
+def finding_peak(heatmap: npt.NDArray[np.float32], finding: Finding) -> float:
+    """The heatmap's highest value in the finding's disc (the CAD SR's certainty)."""
+    box, disc = _disc_box(heatmap, finding)
+    return float(heatmap[box][disc].max())
 
 
 FINDING_COLOURS = {"mass": "red", "calcification": "orange", "none": "green"}
@@ -169,11 +204,14 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
             f"image is {shape}: a SEG frame must match its source pixel matrix (PS3.3 C.8.20.2)"
         )
     laterality = image.source.ImageLaterality
-    masks: list[npt.NDArray[np.bool_]] = []
+    # (frames, rows, columns, segments), built in its final dtype: each finding fills its
+    # own box, and highdicom need not cast or scan more than it must.
+    pixel_array = np.zeros((1, *shape, max(1, len(prediction.findings))), dtype=bool)
     segments: list[hd.seg.SegmentDescription] = []
     for index, finding in enumerate(prediction.findings):
         tracking = finding_tracking(exam, image, index)
-        masks.append(finding_mask(prediction.heatmap, finding, exam.model.finding_threshold))
+        box, region = finding_region(prediction.heatmap, finding, exam.model.finding_threshold)
+        pixel_array[(0, *box, index)] = region
         prop_type = FINDING_TYPES[finding.kind]
         segments.append(_segment(index + 1, tracking[0], prop_type, exam, laterality, tracking))
     if not segments:
@@ -182,9 +220,7 @@ def _segmentation(exam: ExamResult, source: Dataset, image: ImageResult, number:
             f"{laterality} {image.source.ViewPosition} no finding".strip(),
             output_uid(exam, "no finding", image.source.SOPInstanceUID),
         )
-        masks.append(np.zeros(shape, dtype=bool))
         segments.append(_segment(1, "No finding", codes.SCT.Lesion, exam, laterality, tracking))
-    pixel_array = np.stack(masks, axis=-1)[np.newaxis]  # (frames, rows, columns, segments)
 
     seg = hd.seg.Segmentation(
         source_images=[source],

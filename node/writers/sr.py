@@ -31,6 +31,7 @@ from pydicom.sr.coding import Code
 from node.domain import ExamResult, ImageResult, Laterality
 from node.writers.cad_sr import TID4000_TEMPLATE, breast_composition, densest
 from node.writers.matching import Lesion, exam_lesions
+from node.writers.owned_content import owned_content
 from node.writers.provenance import (
     NODE_MANUFACTURER,
     NOT_FOR_CLINICAL_USE,
@@ -283,15 +284,16 @@ def build_measurement_report(
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
             )
         )
-    return hd.sr.ComprehensiveSR(
-        evidence=[s for s, _ in pairs] + list(segmentations),
-        content=report[0],
-        series_instance_uid=output_uid(exam, "SR series"),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=output_uid(exam, "SR"),
-        instance_number=1,
-        manufacturer=NODE_MANUFACTURER,
-        is_complete=True,
-        series_description=SR_SERIES_DESCRIPTION,
-        contributing_equipment=[contributing_equipment(model)],
-    )
+    with owned_content(report[0]):  # built for this document only: no deep copy of it
+        return hd.sr.ComprehensiveSR(
+            evidence=[s for s, _ in pairs] + list(segmentations),
+            content=report[0],
+            series_instance_uid=output_uid(exam, "SR series"),
+            series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=output_uid(exam, "SR"),
+            instance_number=1,
+            manufacturer=NODE_MANUFACTURER,
+            is_complete=True,
+            series_description=SR_SERIES_DESCRIPTION,
+            contributing_equipment=[contributing_equipment(model)],
+        )
