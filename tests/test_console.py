@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from node.api.app import create_api
+from node.api.auth import LoginThrottle
 from node.api.console import effective_configuration
 from node.config import ConsoleUser
 from node.errors import ConfigError
@@ -67,6 +68,49 @@ def test_the_console_needs_a_console_user_not_orthancs_password(
     assert client.get("/", auth=orthanc).status_code == 401
     assert client.get("/api/v1/jobs", auth=orthanc).status_code == 401
     assert client.get("/", auth=auth("vera")).status_code == 200
+
+
+def test_the_api_description_and_its_page_need_a_user(client: TestClient) -> None:
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/docs").status_code == 401
+    described = client.get("/openapi.json", auth=auth("vera"))
+    assert described.status_code == 200 and "/api/v1/jobs" in described.json()["paths"]
+    page = client.get("/docs", auth=auth("vera"))
+    assert page.status_code == 200 and "/openapi.json" in page.text
+
+
+def test_failed_logins_from_one_address_are_throttled(node: Node) -> None:
+    with TestClient(create_api(node), base_url="http://127.0.0.1:8000") as fresh:
+        assert fresh.get("/api/v1/jobs").status_code == 401  # no credentials: not a guess
+        for _ in range(10):
+            assert fresh.get("/api/v1/jobs", auth=("vera", "guess")).status_code == 401
+        refused = fresh.get("/api/v1/jobs", auth=auth("vera"))  # even the right password
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+def test_the_throttle_forgets_old_failures_and_successes_clear_it() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(limit=3, window=60.0, clock=lambda: now[0], max_clients=2)
+    for _ in range(3):
+        throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 60.0
+    assert throttle.retry_after("10.0.0.2") == 0.0  # per address
+    now[0] = 45.0
+    assert throttle.retry_after("10.0.0.1") == 15.0
+    now[0] = 60.5
+    assert throttle.retry_after("10.0.0.1") == 0.0  # the window has passed
+    throttle.failed("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    throttle.succeeded("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 0.0  # the success cleared the earlier two
+    for address in ("10.0.0.2", "10.0.0.3", "10.0.0.4"):
+        for _ in range(3):
+            throttle.failed(address)
+    # At most max_clients addresses are remembered: the oldest are forgotten first.
+    assert throttle.retry_after("10.0.0.1") == 0.0 and throttle.retry_after("10.0.0.2") == 0.0
+    assert throttle.retry_after("10.0.0.4") > 0
 
 
 def test_a_console_password_may_not_be_orthancs() -> None:
