@@ -12,7 +12,8 @@
   DCM; CID 6018), Depth (111020, DCM; CID 6024) and Distance from nipple (121242, DCM, mm),
   the concepts of the mammography CAD templates; its Tracking UID is the SEG segment's.
   The region is what lets a viewer put the group on its image: OHIF places only groups with
-  a SCOORD/SCOORD3D (a TID 1501 group with just a source image is listed, never drawn).
+  a SCOORD/SCOORD3D (a TID 1501 group with only a source image stopped OHIF 3.13.2 with an
+  error: it reads the first region of each group it tries to place).
 
 Provenance (IHE AIR) and deterministic UIDs as every writer of the node: the "model" is the
 rule-based kinetic CAD, :data:`KINETIC_CAD`, named honestly as untrained.
