@@ -129,6 +129,29 @@ def test_report_places_each_candidate(analysed: tuple[DceExam, KineticResult]) -
     assert hours == {"persistent": 10, "plateau": 8, "washout": 2}  # default phantom
 
 
+def test_report_puts_each_candidate_on_its_slice(analysed: tuple[DceExam, KineticResult]) -> None:
+    """A CIRCLE SCOORD per group, on a post-contrast slice of the candidate, around all of its
+    voxels there: what a viewer needs to place the group (OHIF draws only groups with one)."""
+    exam, result = analysed
+    sr = build_mri_report(exam, result, build_lesion_seg(exam, result))
+    measurements = next(
+        i for i in sr.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "126010"
+    )
+    slices = [str(s.SOPInstanceUID) for s in exam.phases[1].slices]
+    for group, candidate in zip(measurements.ContentSequence, result.candidates, strict=True):
+        regions = [i for i in group.ContentSequence if i.ValueType == "SCOORD"]
+        assert len(regions) == 1 and regions[0].GraphicType == "CIRCLE"
+        source = regions[0].ContentSequence[0].ReferencedSOPSequence[0]
+        index = slices.index(source.ReferencedSOPInstanceUID)
+        assert index in candidate.slices
+        (cx, cy), (px, py) = np.reshape(regions[0].GraphicData, (2, 2))
+        radius = float(np.hypot(px - cx, py - cy))
+        rows, columns = np.nonzero(result.labels[index] == candidate.number)
+        assert rows.size > 0
+        distances = np.hypot(columns + 0.5 - cx, rows + 0.5 - cy)
+        assert distances.max() < radius < distances.max() + 2  # encloses, and tightly
+
+
 @pytest.mark.slow
 def test_report_passes_pixelmed(analysed: tuple[DceExam, KineticResult]) -> None:
     exam, result = analysed

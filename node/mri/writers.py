@@ -5,11 +5,15 @@
 - an RGB Secondary Capture series: the first post-contrast phase in grey with the curve
   type of each enhancing voxel in colour (persistent blue, plateau yellow, washout red),
   one image per slice that has an enhancing voxel;
-- a Comprehensive SR, TID 1500, one TID 1501 group per candidate: volume, maximal initial
+- a Comprehensive SR, TID 1500, one TID 1410 planar ROI group per candidate: a CIRCLE SCOORD
+  that encloses the candidate on the slice where it is largest, volume, maximal initial
   enhancement, signal enhancement ratio, curve type, the score, and the location: Finding
   Site quadrant (CID 6020, or Central region) with laterality, Clockface or region (111014,
   DCM; CID 6018), Depth (111020, DCM; CID 6024) and Distance from nipple (121242, DCM, mm),
   the concepts of the mammography CAD templates; its Tracking UID is the SEG segment's.
+  The region is what lets a viewer put the group on its image: OHIF places only groups with
+  a SCOORD/SCOORD3D (a TID 1501 group with only a source image stopped OHIF 3.13.2 with an
+  error: it reads the first region of each group it tries to place).
 
 Provenance (IHE AIR) and deterministic UIDs as every writer of the node: the "model" is the
 rule-based kinetic CAD, :data:`KINETIC_CAD`, named honestly as untrained.
@@ -47,6 +51,7 @@ __all__ = [
     "build_colour_map",
     "build_lesion_seg",
     "build_mri_report",
+    "candidate_region",
     "candidate_tracking",
     "curve_overlay",
 ]
@@ -229,17 +234,44 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
     return images
 
 
+def candidate_region(
+    exam: DceExam, result: KineticResult, candidate: LesionCandidate
+) -> hd.sr.ImageRegion:
+    """A circle around the candidate on the post-contrast slice where it is largest.
+
+    Centre: the in-plane centroid of its voxels there; radius: to the farthest voxel's far
+    edge, so the circle encloses the whole cross-section. SCOORD pixel coordinates put pixel
+    centres at +0.5 (PS3.3 C.18.6.1.1).
+    """
+    mask = result.labels == candidate.number
+    index = int(np.argmax(mask.sum(axis=(1, 2))))
+    rows, columns = np.nonzero(mask[index])
+    if rows.size == 0:
+        raise ValueError(f"candidate {candidate.number} has no voxel in the label volume")
+    x, y = columns + 0.5, rows + 0.5
+    cx, cy = float(x.mean()), float(y.mean())
+    radius = float(np.sqrt((x - cx) ** 2 + (y - cy) ** 2).max()) + 0.5 * np.sqrt(2.0)
+    return hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.CIRCLE,  # centre, then a point on the circle
+        graphic_data=np.array([[cx, cy], [cx + radius, cy]]),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(exam.phases[1].slices[index]),
+    )
+
+
 def _group(
-    exam: DceExam, candidate: LesionCandidate
-) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    exam: DceExam, result: KineticResult, candidate: LesionCandidate
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1410, not 1501: the region places the group on its slice (no Referenced Segment
+    beside it, which would make it a TID 1411 volumetric group; the Tracking UID links the
+    SEG segment)."""
     label, uid = candidate_tracking(exam, candidate)
-    centre = exam.phases[1].slices[round(candidate.centroid[0])]
     location = candidate.location
     site = _CENTRAL if location.central else _QUADRANTS[location.quadrant]
     clock = _CENTRAL if location.clock_hour is None else _CLOCK[location.clock_hour]
     no_units = Code("1", "UCUM", "no units")
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=label),
+        referenced_region=candidate_region(exam, result, candidate),
         finding_type=codes.SCT.Lesion,
         finding_category=codes.SCT.MorphologicallyAbnormalStructure,
         algorithm_id=sr_algorithm_identification(KINETIC_CAD),
@@ -268,7 +300,6 @@ def _group(
             hd.sr.QualitativeEvaluation(CLOCKFACE, clock),
             hd.sr.QualitativeEvaluation(DEPTH, _DEPTHS[location.depth]),
         ],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(centre)],
     )
 
 
@@ -293,7 +324,7 @@ def build_mri_report(
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=IMAGING_PROCEDURE,
-        imaging_measurements=[_group(exam, c) for c in result.candidates],
+        imaging_measurements=[_group(exam, result, c) for c in result.candidates],
         title=codes.DCM.ImagingMeasurementReport,
     )
     notes = [
