@@ -119,7 +119,7 @@ def _check(exam: DceExam, result: KineticResult) -> None:
 def build_lesion_seg(exam: DceExam, result: KineticResult) -> Dataset:
     """One BINARY SEG over the first post-contrast phase, a segment per candidate."""
     _check(exam, result)
-    sources = list(exam.phases[1].slices)
+    sources, positions = _seg_sources(exam)
     masks: list[npt.NDArray[np.bool_]] = []
     segments: list[hd.seg.SegmentDescription] = []
     candidates: list[LesionCandidate | None] = [*result.candidates] or [None]
@@ -162,8 +162,35 @@ def build_lesion_seg(exam: DceExam, result: KineticResult) -> Dataset:
         content_description="DCE-MRI kinetic lesion candidates",
         series_description=f"AI MRI kinetic candidates ({NOT_FOR_CLINICAL_USE})",
         omit_empty_frames=False,
+        plane_positions=positions,
         **equipment_arguments(KINETIC_CAD),
     )
+
+
+def _seg_sources(
+    exam: DceExam,
+) -> tuple[list[Dataset], list[hd.PlanePositionSequence] | None]:
+    """The SEG's source images, and its frames' positions when the source is multi-frame.
+
+    Classic slices are the sources one for one. An Enhanced MR source is passed whole, as
+    highdicom asks, with the positions of the first post-contrast phase's frames: highdicom
+    then references, for each SEG frame, the source frames at its position (Referenced Frame
+    Number in the Derivation Image Sequence), every phase's when one object holds them all.
+    """
+    phase = exam.phases[1]
+    if not phase.frames:
+        return list(phase.slices), None
+    sources = list({str(ds.SOPInstanceUID): ds for ds in phase.slices}.values())
+    if len(sources) != 1:
+        raise ValueError(
+            f"the first post-contrast phase is spread over {len(sources)} Enhanced MR images: "
+            "a SEG derives from one multi-frame source image (PS3.3 C.8.20.2)"
+        )
+    positions = [
+        hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, phase.header(index).position)
+        for index in range(len(phase.slices))
+    ]
+    return sources, positions
 
 
 def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -196,7 +223,8 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
     high = float(np.percentile(post, 99.5)) or 1.0
     grey = np.clip(post / high * 255.0, 0, 255).astype(np.uint8)
     images: list[Dataset] = []
-    for index, source in enumerate(exam.phases[1].slices):
+    phase = exam.phases[1]
+    for index, source in enumerate(phase.slices):
         curve = result.curve[index]
         if not curve.any():
             continue
@@ -209,7 +237,7 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
             coordinate_system=hd.CoordinateSystemNames.PATIENT,
             series_instance_uid=_uid(exam, "colour map series"),
             series_number=MAP_SERIES_NUMBER,
-            sop_instance_uid=_uid(exam, "colour map", str(source.SOPInstanceUID)),
+            sop_instance_uid=_uid(exam, "colour map", *_slice_identity(exam, index)),
             instance_number=len(images) + 1,
             manufacturer=NODE_MANUFACTURER,
             patient_orientation=("L", "P"),  # canonical axial rows and columns
@@ -220,20 +248,29 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
         # are in every axial slice, so the source's empty value is kept.
         image.Laterality = source.get("Laterality", "")
         # Which slice it shows (General Image, PS3.3 C.7.6.1.1.3), for a reader to go back.
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = source.SOPClassUID
-        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-        image.SourceImageSequence = [reference]
+        # (with its Referenced Frame Number when the slice is a frame of an Enhanced MR image)
+        image.SourceImageSequence = [phase.reference(index)]
         image.DerivationDescription = "DCE-MRI delayed phase curve types over first post-contrast"
         images.append(image)
     return images
+
+
+def _slice_identity(exam: DceExam, index: int) -> tuple[str, ...]:
+    """What names slice ``index`` of the first post-contrast phase: its SOP Instance UID, and
+    its frame number when it is a frame of a multi-frame image."""
+    phase = exam.phases[1]
+    frame = phase.frame(index)
+    uid = str(phase.slices[index].SOPInstanceUID)
+    return (uid,) if frame is None else (uid, f"frame {frame}")
 
 
 def _group(
     exam: DceExam, candidate: LesionCandidate
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     label, uid = candidate_tracking(exam, candidate)
-    centre = exam.phases[1].slices[round(candidate.centroid[0])]
+    index = round(candidate.centroid[0])
+    centre = exam.phases[1].slices[index]
+    frame = exam.phases[1].frame(index)
     location = candidate.location
     site = _CENTRAL if location.central else _QUADRANTS[location.quadrant]
     clock = _CENTRAL if location.clock_hour is None else _CLOCK[location.clock_hour]
@@ -268,7 +305,11 @@ def _group(
             hd.sr.QualitativeEvaluation(CLOCKFACE, clock),
             hd.sr.QualitativeEvaluation(DEPTH, _DEPTHS[location.depth]),
         ],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(centre)],
+        source_images=[
+            hd.sr.SourceImageForMeasurementGroup.from_source_image(
+                centre, referenced_frame_numbers=None if frame is None else [frame]
+            )
+        ],
     )
 
 
@@ -321,7 +362,8 @@ def build_mri_report(
             )
         )
     return hd.sr.ComprehensiveSR(
-        evidence=[*exam.phases[1].slices, seg],
+        # each source instance once (an Enhanced MR image holds many slices)
+        evidence=[*{str(ds.SOPInstanceUID): ds for ds in exam.phases[1].slices}.values(), seg],
         content=report[0],
         series_instance_uid=_uid(exam, "SR series"),
         series_number=SR_SERIES_NUMBER,
