@@ -197,3 +197,18 @@ def test_per_frame_orientation_and_time_offsets_order_phases(phantom: DcePhantom
     exam = assemble_dce(reversed(objects))
     assert [p.time_s for p in exam.phases] == [0.0, 60.0, 120.0, 180.0, 240.0, 300.0]
     assert exam.phases[0].slices[0].SeriesDescription == "ax DCE pre"
+
+
+def test_one_object_without_temporal_position_index_is_split_by_time_offset(
+    phantom: DcePhantom, classic: DceExam
+) -> None:
+    enhanced = copy.deepcopy(_enhanced(_study(phantom, True))[0])
+    for frame in enhanced.PerFrameFunctionalGroupsSequence:
+        del frame.FrameContentSequence[0].TemporalPositionIndex
+    exam = assemble_dce([enhanced])
+    assert [p.time_s for p in exam.phases] == [0.0, 60.0, 120.0, 180.0, 240.0, 300.0]
+    np.testing.assert_array_equal(exam.phases[5].volume(), classic.phases[5].volume())
+    for frame in enhanced.PerFrameFunctionalGroupsSequence:
+        del frame.TemporalPositionSequence
+    with pytest.raises(InvalidInput, match="1 DCE phase"):  # nothing tells the phases apart
+        assemble_dce([enhanced])

@@ -52,10 +52,15 @@ class SliceHeader:
 
     @property
     def sort_key(self) -> object:
-        """What splits a series into phases: its temporal position, else its object."""
+        """What splits a series into phases: its temporal position; for a frame without
+        one, its Temporal Position Time Offset, else its object (one object, one phase)."""
         if self.temporal is not None:
             return self.temporal
-        return str(self.dataset.SOPInstanceUID) if self.frame is not None else None
+        if self.frame is None:
+            return None
+        if self.trigger_ms is not None:
+            return (str(self.dataset.SOPInstanceUID), self.trigger_ms)
+        return str(self.dataset.SOPInstanceUID)
 
 
 def is_multiframe(ds: Dataset) -> bool:
