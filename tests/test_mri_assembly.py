@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from node.dicom.uids import derive_uid
 from node.errors import InvalidInput
-from node.mri.assembly import ENHANCED_MR_IMAGE_STORAGE, assemble_dce, non_dce_reason
+from node.mri.assembly import assemble_dce, non_dce_reason
 from node.mri.phantom import make_dce_phantom
 from node.mri.synthetic_dicom import dce_study
 
@@ -76,8 +76,8 @@ def test_without_temporal_positions_acquisition_time_orders(study: list[Dataset]
         ({"SequenceName": "*tse2d1_15"}, "turbo spin echo"),
         ({"ImageType": ["DERIVED", "PRIMARY", "M", "SUB"]}, "subtraction"),
         ({"ImageType": ["DERIVED", "SECONDARY", "MPR"]}, "derived"),
-        ({"SOPClassUID": ENHANCED_MR_IMAGE_STORAGE}, "Enhanced MR"),
-        ({"Modality": "CT"}, "not a classic MR"),
+        ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.4.2"}, "not an MR image"),  # spectroscopy
+        ({"Modality": "CT"}, "not an MR image"),
     ],
 )
 def test_non_dce_series_are_recognised(

@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from node.mri import KINETIC_CAD
+from node.mri.frames import ENHANCED_MR_IMAGE_STORAGE
 from node.mri.phantom import DcePhantom, make_dce_phantom
 from node.mri.synthetic_dicom import dce_study
 from node.net.dimse import Peer, send
@@ -160,3 +161,54 @@ def test_an_incomplete_or_non_dce_study_gets_a_clear_outcome(running: NodeProces
     t2 = wait_for("the T2 series' decision", lambda: decisions(running, t2_uid), timeout=30)
     assert t2[0]["decision"] == "ignored" and "T2-weighted" in str(t2[0]["reason"])
     assert running.jobs(t2_uid) == []
+
+
+def test_an_enhanced_mr_study_comes_back_with_frame_references(
+    running: NodeProcess, tmp_path: Path
+) -> None:
+    """The DCE phases as one Enhanced MR object (72 frames): routed, assembled frame by frame,
+    and every output valid and pointing at the source frames."""
+    phantom = make_dce_phantom(seed=24, slices=12, rows=64, columns=96)
+    datasets, _ = dce_study(24, phantom, enhanced=True, single_object=True)
+    enhanced = [ds for ds in datasets if ds.SOPClassUID == ENHANCED_MR_IMAGE_STORAGE]
+    assert len(enhanced) == 1 and int(enhanced[0].NumberOfFrames) == 72
+    study_uid = str(datasets[0].StudyInstanceUID)
+    store(running, datasets)
+
+    job = running.wait_final(study_uid, timeout=240)
+    assert job["state"] == "done", job["last_error"]
+    result = job["result"]
+    assert sorted(lesion["curve"] for lesion in result["mri"]["lesions"]) == sorted(
+        lesion.curve for lesion in phantom.lesions
+    )
+    assert result["mri"]["phases"] == 6 and result["mri"]["slices"] == 12
+    client = OrthancClient(running.settings)
+    count = len(result["outputs"])
+
+    def all_in_orthanc() -> dict[str, list[dict[str, Any]]] | None:
+        found = client.outputs(study_uid)
+        return found if sum(len(v) for v in found.values()) == count else None
+
+    outputs = wait_for("the Enhanced MR study's outputs in Orthanc", all_in_orthanc, timeout=60)
+    source = str(enhanced[0].SOPInstanceUID)
+    framed = 0
+    for instances in outputs.values():
+        for instance in instances:
+            data = client.instance_file(instance["ID"])
+            path = tmp_path / f"{instance['ID']}.dcm"
+            path.write_bytes(data)
+            assert dciodvfy_errors(path) == [], f"{path.name} has dciodvfy errors"
+            ds = pydicom.dcmread(io.BytesIO(data))
+            if ds.SOPClassUID == SEGMENTATION:
+                items = ds.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
+                frames = {int(i.ReferencedFrameNumber) for i in items.SourceImageSequence}
+                assert len(frames) == 6 and {
+                    i.ReferencedSOPInstanceUID for i in items.SourceImageSequence
+                } == {source}
+                framed += 1
+            elif "SourceImageSequence" in ds:
+                reference = ds.SourceImageSequence[0]
+                assert reference.ReferencedSOPInstanceUID == source
+                assert 13 <= int(reference.ReferencedFrameNumber) <= 24  # first post-contrast
+                framed += 1
+    assert framed == count - 2  # all but the SR and the PDF, which name instances

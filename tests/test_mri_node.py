@@ -118,10 +118,21 @@ class TestRouting:
         tags = tags_of(first_of(study[0], "ax DCE post 1"))
         other = route(replace(tags, SOPClassUID="1.2.840.10008.5.1.4.1.1.7"), RULES)
         assert other.code == "sop_class" and "for MR" in other.reason
-        enhanced = route(replace(tags, SOPClassUID=ENHANCED_MR_IMAGE_STORAGE), RULES)
-        assert enhanced.code == "not_dce" and "Enhanced MR" in enhanced.reason  # not assembled
         off = route(tags, replace(RULES, mr_sop_classes=()))
         assert off.code == "modality" and "Modality MR" in off.reason
+
+    def test_enhanced_mr_dce_is_routed(self) -> None:
+        phantom = make_dce_phantom(seed=3, slices=8, rows=48, columns=64)
+        datasets, _ = dce_study(3, phantom, enhanced=True, single_object=True)
+        enhanced = [ds for ds in datasets if ds.SOPClassUID == ENHANCED_MR_IMAGE_STORAGE]
+        assert len(enhanced) == 1 and route(tags_of(enhanced[0]), RULES).code == "routed"
+        only = replace(RULES, mr_sop_classes=(str(first_of(datasets, "ax T2 TSE").SOPClassUID),))
+        decision = route(tags_of(enhanced[0]), only)
+        assert decision.code == "sop_class" and not decision.routed
+        t2 = copy.deepcopy(enhanced[0])
+        t2.PulseSequenceName = "tse3d"  # Enhanced MR names its sequence in this attribute
+        decision = route(tags_of(t2), RULES)
+        assert decision.code == "not_dce" and "turbo spin echo" in decision.reason
 
 
 class TestIntake:

@@ -92,6 +92,7 @@ _DCE_KEYWORDS = (
     "ImageType",
     "SeriesDescription",
     "SequenceName",
+    "PulseSequenceName",  # Enhanced MR (MR Pulse Sequence module)
     "ScanningSequence",
     "EchoTime",
 )

@@ -6,18 +6,20 @@ for a study routed as MR DCE. The lesion score is a rule-based heuristic by defa
 learned scorer can be plugged in, but none is trained (no labelled breast MRI exists here).
 
     assembly   MR images -> DceExam (phases, pre-contrast first; ignored series with reasons)
+    frames     one slice as the assembly reads it: a classic image or an Enhanced MR frame
     kinetics   DceExam -> KineticResult (motion, breast mask, PE, SER, curve types, candidates)
     location   clock face, quadrant, depth and nipple distance of each candidate
     scoring    the rule-based score (default) and the pluggable, gated learned scorer
     writers    KineticResult -> SEG, RGB SC colour map, TID 1500 SR
     summary    the en/ru/kk summary page with the kinetic curves: SC image and PDF
     outputs    the output kinds the node publishes, each built on its own
-    phantom, synthetic_dicom   the synthetic DCE study for tests, demo and benchmark
+    phantom, synthetic_dicom, synthetic_enhanced   the synthetic DCE study (classic or
+               Enhanced MR) for tests, demo and benchmark
 
 The node routes breast DCE studies here (node.ingest.routing) and its pipeline builds
-:data:`MRI_OUTPUT_KINDS` (node.jobs.mri_stages). Not yet (issue 13): Enhanced MR
-multi-frame input (recorded as ignored; the writers reference single-frame sources only);
-non-canonical orientations (refused); a Parametric Map.
+:data:`MRI_OUTPUT_KINDS` (node.jobs.mri_stages). Enhanced MR (multi-frame) sources are
+assembled frame by frame and referenced by frame number. Not yet (issue 13): non-canonical
+orientations (refused); a Parametric Map.
 """
 
 from __future__ import annotations

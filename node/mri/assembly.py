@@ -1,4 +1,4 @@
-"""Assemble the DCE time series of a breast MRI study from its classic MR images.
+"""Assemble the DCE time series of a breast MRI study from its MR images, classic or enhanced.
 
 A study holds more than the dynamic series: T2-weighted and diffusion series, and the
 subtraction images a scanner derives from the phases. Each series is either part of the DCE
@@ -7,6 +7,12 @@ Temporal Position Identifier (within a series, or one per series), and the phase
 Temporal Position Identifier, then Trigger Time, then Acquisition Time, then Series Number;
 the first is the pre-contrast phase. Phases that do not share one geometry (slice count,
 positions, matrix, orientation, spacing) cannot be compared voxel by voxel: InvalidInput.
+
+Enhanced MR images (multi-frame: one object per phase, or one object of every phase) are read
+frame by frame from their Functional Groups (node.mri.frames): Temporal Position Index (Frame
+Content) splits and orders the phases, Temporal Position Time Offset and Frame Acquisition
+DateTime time them, Plane Position / Orientation and Pixel Measures place the slices; the
+same rules and checks then apply as to classic images.
 """
 
 from __future__ import annotations
@@ -22,6 +28,14 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from node.errors import InvalidInput
+from node.mri.frames import (
+    ENHANCED_MR_IMAGE_STORAGE,
+    SliceHeader,
+    enhanced_slices,
+    frame_header,
+    is_multiframe,
+    slice_pixels,
+)
 
 __all__ = [
     "ENHANCED_MR_IMAGE_STORAGE",
@@ -35,7 +49,6 @@ __all__ = [
 ]
 
 MR_IMAGE_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.4"
-ENHANCED_MR_IMAGE_STORAGE: Final = "1.2.840.10008.5.1.4.1.1.4.1"
 MIN_PHASES: Final = 3  # pre-contrast, early and delayed post-contrast: a curve type needs three
 _POSITION_TOLERANCE_MM: Final = 0.01
 _NON_DCE_WORDS: Final = {
@@ -60,14 +73,44 @@ class IgnoredSeries:
 
 @dataclass(frozen=True)
 class DcePhase:
-    """One time point: its slices in order along the slice normal, and its time."""
+    """One time point: its slices in order along the slice normal, and its time.
+
+    ``slices`` are the images that hold the slices: a classic image each, or an Enhanced MR
+    image repeated for each of its frames, ``frames`` then giving the frame's number (1-based).
+    """
 
     slices: tuple[Dataset, ...]
     time_s: float | None  # seconds after the pre-contrast phase; None when no header gives it
+    frames: tuple[int, ...] = ()  # frame numbers in multi-frame images; () for classic images
+
+    def frame(self, index: int) -> int | None:
+        """The frame number of slice ``index`` in its multi-frame image, None if classic."""
+        return self.frames[index] if self.frames else None
+
+    def header(self, index: int) -> SliceHeader:
+        return frame_header(self.slices[index], self.frame(index))
+
+    def pixels(self, index: int) -> npt.NDArray[np.float32]:
+        """Slice ``index``'s pixels, rescaled to stored values."""
+        return slice_pixels(self.slices[index], self.frame(index))
 
     def volume(self) -> npt.NDArray[np.float32]:
         """The phase's pixels in (slices, rows, columns), rescaled to stored values."""
-        return np.stack([_pixels(ds) for ds in self.slices]).astype(np.float32, copy=False)
+        return np.stack([self.pixels(i) for i in range(len(self.slices))]).astype(
+            np.float32, copy=False
+        )
+
+    def reference(self, index: int) -> Dataset:
+        """An Image SOP Instance Reference to slice ``index`` (with its Referenced Frame
+        Number when it is a frame of a multi-frame image, PS3.3 C.10.2)."""
+        source = self.slices[index]
+        item = Dataset()
+        item.ReferencedSOPClassUID = source.SOPClassUID
+        item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        frame = self.frame(index)
+        if frame is not None:
+            item.ReferencedFrameNumber = frame
+        return item
 
 
 @dataclass(frozen=True)
@@ -83,26 +126,25 @@ class DceExam:
         return self.phases[0]
 
     @property
+    def orientation(self) -> tuple[float, ...]:
+        """Image Orientation (Patient) shared by every slice (checked by the assembly)."""
+        return self.pre.header(0).orientation
+
+    @property
     def pixel_spacing_mm(self) -> tuple[float, float]:
-        row, column = (float(v) for v in self.pre.slices[0].PixelSpacing)
-        return row, column
+        return self.pre.header(0).spacing
 
     @property
     def slice_spacing_mm(self) -> float:
-        positions = _positions(self.pre.slices)
+        headers = [self.pre.header(i) for i in range(len(self.pre.slices))]
+        positions = _positions(headers)
         if len(positions) > 1:
             return float(np.median(np.diff(positions)))
-        return float(self.pre.slices[0].SliceThickness)
+        return float(headers[0].thickness or 0.0)
 
     @property
     def StudyInstanceUID(self) -> str:
         return str(self.pre.slices[0].StudyInstanceUID)
-
-
-def _pixels(ds: Dataset) -> npt.NDArray[np.float32]:
-    pixels = ds.pixel_array.astype(np.float32)
-    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
-    return pixels * slope + intercept if (slope, intercept) != (1.0, 0.0) else pixels
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -114,18 +156,17 @@ def _text(ds: Dataset, keyword: str) -> str:
 
 def non_dce_reason(ds: Dataset) -> str | None:
     """Why a series (represented by ``ds``) is not part of the DCE time series, or None."""
-    if str(ds.get("SOPClassUID", "")) == ENHANCED_MR_IMAGE_STORAGE:
-        return "Enhanced MR Image Storage (multi-frame) is not assembled yet; classic MR only"
-    if str(ds.get("SOPClassUID", "")) != MR_IMAGE_STORAGE or ds.get("Modality") != "MR":
-        return f"not a classic MR image (SOP Class {ds.get('SOPClassUID', '?')})"
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if sop_class not in (MR_IMAGE_STORAGE, ENHANCED_MR_IMAGE_STORAGE) or ds.get("Modality") != "MR":
+        return f"not an MR image, classic or enhanced (SOP Class {ds.get('SOPClassUID', '?')})"
     image_type = [str(v).upper() for v in ds.get("ImageType", [])]
     if any(v in ("SUB", "SUBTRACTION") for v in image_type):
         return "subtraction series (ImageType SUB): derived from the phases, not a phase"
     if image_type[:1] == ["DERIVED"]:
         return "derived series (ImageType DERIVED): not an acquired phase"
-    if "DiffusionBValue" in ds:
+    if "DiffusionBValue" in ds or _enhanced_b_value(ds) > 0:
         return "diffusion-weighted (Diffusion b-value present)"
-    for keyword in ("SeriesDescription", "SequenceName", "ScanningSequence"):
+    for keyword in ("SeriesDescription", "SequenceName", "PulseSequenceName", "ScanningSequence"):
         text = _text(ds, keyword)
         for token in re.split(r"[^A-Z0-9*]+", text):
             for word, what in _NON_DCE_WORDS.items():
@@ -136,67 +177,72 @@ def non_dce_reason(ds: Dataset) -> str | None:
     return None
 
 
-def _positions(slices: Sequence[Dataset]) -> list[float]:
-    orientation = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
+def _enhanced_b_value(ds: Dataset) -> float:
+    """The largest Diffusion b-value of an Enhanced MR image's MR Diffusion groups (0 if none)."""
+    groups = [*ds.get("SharedFunctionalGroupsSequence", [])]
+    groups += [*ds.get("PerFrameFunctionalGroupsSequence", [])][:1]
+    values = [
+        float(item.get("DiffusionBValue") or 0)
+        for group in groups
+        for item in group.get("MRDiffusionSequence", [])
+    ]
+    return max(values, default=0.0)
+
+
+def _positions(slices: Sequence[SliceHeader]) -> list[float]:
+    orientation = np.asarray(slices[0].orientation, dtype=float)
     normal = np.cross(orientation[:3], orientation[3:])
-    return [float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))) for ds in slices]
+    return [float(np.dot(normal, np.asarray(h.position, float))) for h in slices]
 
 
-def _seconds(value: object) -> float | None:
-    text = str(value or "").strip()
-    if len(text) < 6 or not text[:6].isdigit():
-        return None
-    return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:])
-
-
-def _order_key(slices: Sequence[Dataset]) -> tuple[float, float, float, float]:
+def _order_key(slices: Sequence[SliceHeader]) -> tuple[float, float, float, float]:
     first = slices[0]
     inf = float("inf")
-    temporal = first.get("TemporalPositionIdentifier")
-    trigger = first.get("TriggerTime")
-    acquired = _seconds(first.get("AcquisitionTime"))
+    number = first.dataset.get("SeriesNumber")
     return (
-        float(temporal) if temporal is not None else inf,
-        float(trigger) if trigger not in (None, "") else inf,
-        acquired if acquired is not None else inf,
-        float(first.get("SeriesNumber") or inf),
+        first.temporal if first.temporal is not None else inf,
+        first.trigger_ms if first.trigger_ms is not None else inf,
+        first.acquired_s if first.acquired_s is not None else inf,
+        float(number) if number not in (None, "") else inf,
     )
 
 
-def _phase_times(groups: Sequence[Sequence[Dataset]]) -> list[float | None]:
-    triggers = [g[0].get("TriggerTime") for g in groups]
-    if all(t not in (None, "") for t in triggers) and len({float(t) for t in triggers}) == len(
-        triggers
-    ):
-        return [(float(t) - float(triggers[0])) / 1000.0 for t in triggers]
-    acquired = [_seconds(g[0].get("AcquisitionTime")) for g in groups]
-    if all(a is not None for a in acquired) and len(set(acquired)) == len(acquired):
-        return [float(a) - float(acquired[0]) for a in acquired]  # type: ignore[arg-type]
+def _phase_times(groups: Sequence[Sequence[SliceHeader]]) -> list[float | None]:
+    triggers = [t for g in groups if (t := g[0].trigger_ms) is not None]
+    if len(triggers) == len(groups) and len(set(triggers)) == len(triggers):
+        return [(t - triggers[0]) / 1000.0 for t in triggers]
+    acquired = [a for g in groups if (a := g[0].acquired_s) is not None]
+    if len(acquired) == len(groups) and len(set(acquired)) == len(acquired):
+        return [a - acquired[0] for a in acquired]
     return [None] * len(groups)
 
 
-def _check_geometry(groups: Sequence[Sequence[Dataset]]) -> None:
-    first = groups[0]
-    reference = (
-        len(first),
-        int(first[0].Rows),
-        int(first[0].Columns),
-        tuple(round(float(v), 4) for v in first[0].ImageOrientationPatient),
-        tuple(round(float(v), 4) for v in first[0].PixelSpacing),
+def _geometry(group: Sequence[SliceHeader]) -> tuple[object, ...]:
+    first = group[0]
+    return (
+        len(group),
+        first.rows,
+        first.columns,
+        tuple(round(v, 4) for v in first.orientation),
+        tuple(round(v, 4) for v in first.spacing),
     )
-    positions = _positions(first)
-    for number, group in enumerate(groups[1:], start=2):
-        this = (
-            len(group),
-            int(group[0].Rows),
-            int(group[0].Columns),
-            tuple(round(float(v), 4) for v in group[0].ImageOrientationPatient),
-            tuple(round(float(v), 4) for v in group[0].PixelSpacing),
-        )
+
+
+def _check_geometry(groups: Sequence[Sequence[SliceHeader]]) -> None:
+    reference = _geometry(groups[0])
+    positions = _positions(groups[0])
+    for number, group in enumerate(groups, start=1):
+        this = _geometry(group)
         if this != reference:
             raise InvalidInput(
                 f"DCE phase {number} has (slices, rows, columns, orientation, spacing) {this}, "
                 f"the pre-contrast phase {reference}: phases must share one geometry"
+            )
+        shared = {_geometry([h])[1:] for h in group}
+        if len(shared) != 1:
+            raise InvalidInput(
+                f"the slices of DCE phase {number} differ in (rows, columns, orientation, "
+                "spacing): a phase is one volume"
             )
         if not np.allclose(_positions(group), positions, atol=_POSITION_TOLERANCE_MM):
             raise InvalidInput(
@@ -209,11 +255,25 @@ def _check_geometry(groups: Sequence[Sequence[Dataset]]) -> None:
         )
 
 
-def _split_phases(series: Sequence[Dataset]) -> list[list[Dataset]]:
-    by_position: dict[object, list[Dataset]] = defaultdict(list)
+def _split_phases(series: Sequence[Dataset]) -> list[list[SliceHeader]]:
+    by_position: dict[object, list[SliceHeader]] = defaultdict(list)
     for ds in series:
-        by_position[ds.get("TemporalPositionIdentifier")].append(ds)
+        headers = enhanced_slices(ds) if is_multiframe(ds) else [frame_header(ds, None)]
+        for header in headers:
+            by_position[header.sort_key].append(header)
     return list(by_position.values())
+
+
+def _phase(group: Sequence[SliceHeader], time_s: float | None) -> DcePhase:
+    frames = tuple(h.frame for h in group)
+    if all(f is None for f in frames):
+        return DcePhase(tuple(h.dataset for h in group), time_s)
+    if any(f is None for f in frames):
+        raise InvalidInput(
+            "one DCE phase mixes classic MR images and Enhanced MR frames at one temporal "
+            "position: duplicated or mixed series"
+        )
+    return DcePhase(tuple(h.dataset for h in group), time_s, tuple(f for f in frames if f))
 
 
 def assemble_dce(datasets: Iterable[Dataset]) -> DceExam:
@@ -227,7 +287,7 @@ def assemble_dce(datasets: Iterable[Dataset]) -> DceExam:
     if len(studies) != 1:
         raise InvalidInput(f"images of {len(studies)} studies given: a DCE exam is one study")
     ignored: list[IgnoredSeries] = []
-    groups: list[list[Dataset]] = []
+    groups: list[list[SliceHeader]] = []
     for uid, images in series.items():
         reason = non_dce_reason(images[0])
         if reason is not None:
@@ -252,5 +312,5 @@ def assemble_dce(datasets: Iterable[Dataset]) -> DceExam:
         )
     _check_geometry(groups)
     times = _phase_times(groups)
-    phases = tuple(DcePhase(tuple(g), t) for g, t in zip(groups, times, strict=True))
+    phases = tuple(_phase(g, t) for g, t in zip(groups, times, strict=True))
     return DceExam(phases=phases, ignored=tuple(ignored))

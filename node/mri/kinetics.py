@@ -308,7 +308,7 @@ def analyse_volumes(
 
 def analyse(exam: DceExam, settings: KineticSettings | None = None) -> KineticResult:
     """Analyse an assembled DCE exam (canonical axial geometry only, see the docstring)."""
-    orientation = tuple(float(v) for v in exam.pre.slices[0].ImageOrientationPatient)
+    orientation = exam.orientation
     if not np.allclose(orientation, _CANONICAL_AXIAL, atol=1e-3):
         raise InvalidInput(
             f"Image Orientation Patient {orientation}: the kinetic analysis reads axial slices "

@@ -112,19 +112,20 @@ def build_mri_summary(
     return image
 
 
-def _references(exam: DceExam, result: KineticResult) -> list[Dataset]:
-    """The first post-contrast slices shown as thumbnails (or its first, when none)."""
+def _references(exam: DceExam, result: KineticResult, *, frames: bool = True) -> list[Dataset]:
+    """The first post-contrast slices shown as thumbnails (or its first, when none); with
+    ``frames``, a frame of a multi-frame image is named by its Referenced Frame Number."""
     shown = sorted(
         {min(round(c.centroid[0]), len(exam.phases[1].slices) - 1) for c in result.candidates}
     ) or [0]
-    items = []
-    for index in shown:
-        source = exam.phases[1].slices[index]
-        item = Dataset()
-        item.ReferencedSOPClassUID = source.SOPClassUID
-        item.ReferencedSOPInstanceUID = source.SOPInstanceUID
-        items.append(item)
-    return items
+    items = [exam.phases[1].reference(index) for index in shown]
+    if frames:
+        return items
+    unique = {str(item.ReferencedSOPInstanceUID): item for item in items}
+    for item in unique.values():
+        if "ReferencedFrameNumber" in item:
+            del item.ReferencedFrameNumber
+    return list(unique.values())
 
 
 # Patient (PS3.3 C.7.1.1) and General Study (C.7.2.1) attributes copied from the source;
@@ -201,7 +202,8 @@ def build_mri_summary_pdf(
     ds.ContentDate, ds.ContentTime = ds.InstanceCreationDate, ds.InstanceCreationTime
     ds.AcquisitionDateTime = ""
     ds.BurnedInAnnotation = "NO"  # the page names no patient
-    ds.SourceInstanceSequence = DicomSequence(_references(exam, result))
+    # SOP Instance Reference Macro (PS3.3 C.12.1): the instance only, no frame number
+    ds.SourceInstanceSequence = DicomSequence(_references(exam, result, frames=False))
     ds.DocumentTitle = mri.text("document_title")
     ds.ConceptNameCodeSequence = DicomSequence()
     ds.VerificationFlag = "UNVERIFIED"

@@ -131,8 +131,7 @@ def _thumbnail(
 ) -> None:
     """The curve-type colour map on the slice through the candidate's centroid, cropped."""
     index = min(round(candidate.centroid[0]), len(exam.phases[1].slices) - 1)
-    source = exam.phases[1].slices[index]
-    pixels = source.pixel_array.astype(np.float32)
+    pixels = exam.phases[1].pixels(index)
     high = float(np.percentile(pixels, 99.5)) or 1.0
     grey = np.clip(pixels / high * 255.0, 0, 255).astype(np.uint8)
     rgb = curve_overlay(grey, result.curve[index])

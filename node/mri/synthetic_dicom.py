@@ -1,4 +1,5 @@
-"""The DCE phantom as a breast MRI study: classic MR Image Storage, one series per phase.
+"""The DCE phantom as a breast MRI study: classic MR Image Storage, one series per phase
+(or, with ``enhanced``, the phases as Enhanced MR: node.mri.synthetic_enhanced).
 
 What a scanner sends for a DCE exam (PS3.3 A.4 MR Image IOD): a pre-contrast series and N
 post-contrast series (Temporal Position Identifier, Acquisition Time; Trigger Time only on cardiac-gated scans), plus
@@ -19,6 +20,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from node.dicom.uids import derive_uid
 from node.mri.phantom import BITS_STORED, DcePhantom, make_dce_phantom
+from node.mri.synthetic_enhanced import EnhancedPhase, enhanced_mr_image
 
 __all__ = ["MR_IMAGE_STORAGE", "SYNTHETIC_MANUFACTURER", "dce_study", "mr_slice", "write_dce_exam"]
 
@@ -149,8 +151,65 @@ def _series(study_uid: str, number: int, description: str, **values: object) -> 
     }
 
 
-def dce_study(seed: int = 1, phantom: DcePhantom | None = None) -> tuple[list[Dataset], DcePhantom]:
-    """Every slice of the study (T2, DCE phases, one subtraction series), and the phantom."""
+def _study_header(study_uid: str, frame_uid: str, patient_id: str) -> Dataset:
+    """Patient, General Study and Frame of Reference attributes, shared by every object."""
+    ds = Dataset()
+    ds.PatientName, ds.PatientID = "Phantom^DCE", patient_id
+    ds.PatientBirthDate, ds.PatientSex = "19700101", "F"
+    ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime = study_uid, "20240102", _clock(_STUDY_TIME_S)
+    ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber = "", "1", ""
+    ds.StudyDescription = "Breast MRI DCE (synthetic)"
+    ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
+    ds.Manufacturer, ds.ManufacturerModelName = SYNTHETIC_MANUFACTURER, "phantom"
+    ds.SoftwareVersions = "1"
+    return ds
+
+
+def _enhanced_phases(
+    phantom: DcePhantom, study_uid: str, header: Dataset, *, single_object: bool
+) -> list[Dataset]:
+    """The DCE phases as Enhanced MR: one object per phase, or one object of every phase."""
+    spacing = (phantom.pixel_spacing_mm, phantom.slice_thickness_mm)
+    z0 = -(phantom.phases.shape[1] - 1) * spacing[1] / 2
+    phases = [
+        EnhancedPhase(phantom.phases[k], k + 1, t, k > 0) for k, t in enumerate(phantom.times_s)
+    ]
+    groups = [phases] if single_object else [[p] for p in phases]
+    objects = []
+    for number, group in enumerate(groups, start=3):
+        if single_object:
+            description = "ax DCE dynamic"
+        else:
+            k = group[0].temporal_position - 1
+            description = "ax DCE pre" if k == 0 else f"ax DCE post {k}"
+        objects.append(
+            enhanced_mr_image(
+                group,
+                header=header,
+                series_uid=derive_uid(study_uid, "enhanced series", str(number)),
+                series_number=number,
+                description=description,
+                spacing=spacing,
+                z0=z0,
+                start_s=_STUDY_TIME_S,
+            )
+        )
+    return objects
+
+
+def dce_study(
+    seed: int = 1,
+    phantom: DcePhantom | None = None,
+    *,
+    enhanced: bool = False,
+    single_object: bool = False,
+) -> tuple[list[Dataset], DcePhantom]:
+    """Every image of the study (T2, DCE phases, one subtraction series), and the phantom.
+
+    ``enhanced``: the DCE phases as Enhanced MR Image Storage (multi-frame), one object per
+    phase, or one object holding every phase when ``single_object``; the T2 and subtraction
+    series stay classic, as a mixed study from a scanner does.
+    """
     phantom = phantom or make_dce_phantom(seed=seed)
     study_uid = derive_uid("mammo-node synthetic MR study", str(seed))
     frame_uid = derive_uid(study_uid, "frame of reference")
@@ -181,7 +240,8 @@ def dce_study(seed: int = 1, phantom: DcePhantom | None = None) -> tuple[list[Da
             "time_s": t,
             "contrast": k > 0,
         }
-        plans.append((_series(study_uid, 3 + k, description, **values), phantom.phases[k]))
+        if not enhanced:
+            plans.append((_series(study_uid, 3 + k, description, **values), phantom.phases[k]))
     subtraction = np.clip(
         phantom.phases[1].astype(np.int32) - phantom.phases[0].astype(np.int32), 0, 4095
     ).astype(np.uint16)
@@ -199,7 +259,7 @@ def dce_study(seed: int = 1, phantom: DcePhantom | None = None) -> tuple[list[Da
         )
     )
     z0 = -(phantom.phases.shape[1] - 1) * spacing[1] / 2
-    datasets = [
+    datasets: list[Dataset] = [
         mr_slice(
             volume[index],
             series=series,
@@ -213,6 +273,9 @@ def dce_study(seed: int = 1, phantom: DcePhantom | None = None) -> tuple[list[Da
         for series, volume in plans
         for index in range(volume.shape[0])
     ]
+    if enhanced:
+        header = _study_header(study_uid, frame_uid, f"SYNTHMR{seed:06d}")
+        datasets += _enhanced_phases(phantom, study_uid, header, single_object=single_object)
     return datasets, phantom
 
 

@@ -124,7 +124,7 @@ def _check(exam: DceExam, result: KineticResult) -> None:
 def build_lesion_seg(exam: DceExam, result: KineticResult) -> Dataset:
     """One BINARY SEG over the first post-contrast phase, a segment per candidate."""
     _check(exam, result)
-    sources = list(exam.phases[1].slices)
+    sources, positions = _seg_sources(exam)
     masks: list[npt.NDArray[np.bool_]] = []
     segments: list[hd.seg.SegmentDescription] = []
     candidates: list[LesionCandidate | None] = [*result.candidates] or [None]
@@ -167,8 +167,35 @@ def build_lesion_seg(exam: DceExam, result: KineticResult) -> Dataset:
         content_description="DCE-MRI kinetic lesion candidates",
         series_description=f"AI MRI kinetic candidates ({NOT_FOR_CLINICAL_USE})",
         omit_empty_frames=False,
+        plane_positions=positions,
         **equipment_arguments(KINETIC_CAD),
     )
+
+
+def _seg_sources(
+    exam: DceExam,
+) -> tuple[list[Dataset], list[hd.PlanePositionSequence] | None]:
+    """The SEG's source images, and its frames' positions when the source is multi-frame.
+
+    Classic slices are the sources one for one. An Enhanced MR source is passed whole, as
+    highdicom asks, with the positions of the first post-contrast phase's frames: highdicom
+    then references, for each SEG frame, the source frames at its position (Referenced Frame
+    Number in the Derivation Image Sequence), every phase's when one object holds them all.
+    """
+    phase = exam.phases[1]
+    if not phase.frames:
+        return list(phase.slices), None
+    sources = list({str(ds.SOPInstanceUID): ds for ds in phase.slices}.values())
+    if len(sources) != 1:
+        raise ValueError(
+            f"the first post-contrast phase is spread over {len(sources)} Enhanced MR images: "
+            "a SEG derives from one multi-frame source image (PS3.3 C.8.20.2)"
+        )
+    positions = [
+        hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, phase.header(index).position)
+        for index in range(len(phase.slices))
+    ]
+    return sources, positions
 
 
 def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -201,7 +228,8 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
     high = float(np.percentile(post, 99.5)) or 1.0
     grey = np.clip(post / high * 255.0, 0, 255).astype(np.uint8)
     images: list[Dataset] = []
-    for index, source in enumerate(exam.phases[1].slices):
+    phase = exam.phases[1]
+    for index, source in enumerate(phase.slices):
         curve = result.curve[index]
         if not curve.any():
             continue
@@ -214,7 +242,7 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
             coordinate_system=hd.CoordinateSystemNames.PATIENT,
             series_instance_uid=_uid(exam, "colour map series"),
             series_number=MAP_SERIES_NUMBER,
-            sop_instance_uid=_uid(exam, "colour map", str(source.SOPInstanceUID)),
+            sop_instance_uid=_uid(exam, "colour map", *_slice_identity(exam, index)),
             instance_number=len(images) + 1,
             manufacturer=NODE_MANUFACTURER,
             patient_orientation=("L", "P"),  # canonical axial rows and columns
@@ -225,13 +253,20 @@ def build_colour_map(exam: DceExam, result: KineticResult) -> list[Dataset]:
         # are in every axial slice, so the source's empty value is kept.
         image.Laterality = source.get("Laterality", "")
         # Which slice it shows (General Image, PS3.3 C.7.6.1.1.3), for a reader to go back.
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = source.SOPClassUID
-        reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-        image.SourceImageSequence = [reference]
+        # (with its Referenced Frame Number when the slice is a frame of an Enhanced MR image)
+        image.SourceImageSequence = [phase.reference(index)]
         image.DerivationDescription = "DCE-MRI delayed phase curve types over first post-contrast"
         images.append(image)
     return images
+
+
+def _slice_identity(exam: DceExam, index: int) -> tuple[str, ...]:
+    """What names slice ``index`` of the first post-contrast phase: its SOP Instance UID, and
+    its frame number when it is a frame of a multi-frame image."""
+    phase = exam.phases[1]
+    frame = phase.frame(index)
+    uid = str(phase.slices[index].SOPInstanceUID)
+    return (uid,) if frame is None else (uid, f"frame {frame}")
 
 
 def candidate_region(
@@ -251,10 +286,14 @@ def candidate_region(
     x, y = columns + 0.5, rows + 0.5
     cx, cy = float(x.mean()), float(y.mean())
     radius = float(np.sqrt((x - cx) ** 2 + (y - cy) ** 2).max()) + 0.5 * np.sqrt(2.0)
+    frame = exam.phases[1].frame(index)  # a frame of an Enhanced MR image, or None
     return hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.CIRCLE,  # centre, then a point on the circle
         graphic_data=np.array([[cx, cy], [cx + radius, cy]]),
-        source_image=hd.sr.SourceImageForRegion.from_source_image(exam.phases[1].slices[index]),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(
+            exam.phases[1].slices[index],
+            referenced_frame_numbers=None if frame is None else [frame],
+        ),
     )
 
 
@@ -352,7 +391,8 @@ def build_mri_report(
             )
         )
     return hd.sr.ComprehensiveSR(
-        evidence=[*exam.phases[1].slices, seg],
+        # each source instance once (an Enhanced MR image holds many slices)
+        evidence=[*{str(ds.SOPInstanceUID): ds for ds in exam.phases[1].slices}.values(), seg],
         content=report[0],
         series_instance_uid=_uid(exam, "SR series"),
         series_number=SR_SERIES_NUMBER,
