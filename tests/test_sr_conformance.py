@@ -9,6 +9,7 @@ One SR of each kind per exam: the validator takes about 12 s a file.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,29 @@ def _cbis_exam() -> tuple[list[Dataset], ExamResult]:
     return sources, ExamResult(sources[0].StudyInstanceUID, MODEL, images)
 
 
-_EXAMS = {"synthetic": _exam, "cbis-ddsm": _cbis_exam}
+@functools.cache
+def _normal_exam() -> tuple[list[Dataset], ExamResult]:
+    """The synthetic exam with no finding anywhere: the commonest screening result."""
+    sources, exam = _exam()
+    images = [replace(i, prediction=replace(i.prediction, findings=[])) for i in exam.images]
+    return sources, replace(exam, images=images)
+
+
+_EXAMS = {"synthetic": _exam, "cbis-ddsm": _cbis_exam, "no-findings": _normal_exam}
+
+
+def test_an_exam_without_findings_reports_its_scores_without_measurement_groups() -> None:
+    sources, result = _normal_exam()
+    built = build_outputs(sources, result, kinds=["tid1500"])
+    assert built.failures == {}
+    (sr,) = [output.dataset for output in built if output.kind == "tid1500"]
+    names = [item.ConceptNameCodeSequence[0].CodeValue for item in sr.ContentSequence]
+    assert "126010" not in names  # no Imaging Measurements container: nothing to place
+    evaluations = sr.ContentSequence[names.index("C0034375")].ContentSequence
+    scores = [item for item in evaluations if item.ValueType == "NUM"]
+    assert scores and float(scores[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(
+        100 * result.score, abs=0.01
+    )
 
 
 @pytest.mark.slow

@@ -61,6 +61,7 @@ RECALL: Final = codes.DCM.RecallForImagingFindings  # (111591, DCM), CID 6051
 NO_RECALL: Final = codes.DCM.NormalIntervalFollowUp  # (111140, DCM), CID 6028
 _LATERALITY: Final = {"R": codes.SCT.Right, "L": codes.SCT.Left}  # CID 244
 BREAST_COMPOSITION: Final = codes.SCT.BreastComposition  # (129715009, SCT), values CID 6000
+IMAGING_MEASUREMENTS: Final = codes.DCM.ImagingMeasurements  # (126010, DCM), TID 1500 row 6
 IMAGING_PROCEDURE: Final = Code("363679005", "SCT", "Imaging procedure")  # CID 100
 _BREAST_NAME: Final = {"R": "Right breast", "L": "Left breast"}
 QUALITATIVE_EVALUATIONS: Final = Code("C0034375", "UMLS", "Qualitative Evaluations")
@@ -256,15 +257,26 @@ def build_measurement_report(
             model_name=f"{model.model_id} {model.version}",
         ),
     )
+    # An exam without findings has no measurement group. TID 1500 needs one of rows 6
+    # (Imaging Measurements), 8 and 12 (Qualitative Evaluations), and row 12 is always
+    # written below; highdicom insists on row 6, so it gets a placeholder group whose
+    # container is taken out again.
+    placeholder = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier="no findings")
+    )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         # TID 1500 row 4 takes CID 100 Quantitative Diagnostic Imaging Procedures, which has
         # no mammography entry; its generic member is "Imaging procedure".
         procedure_reported=IMAGING_PROCEDURE,
-        imaging_measurements=groups,
+        imaging_measurements=groups or [placeholder],
         title=codes.DCM.ImagingMeasurementReport,  # what OHIF looks for (DESIGN.md)
         referenced_images=[s for s, _ in pairs if _library_ready(s)],
     )
+    if not groups:
+        content = report[0].ContentSequence
+        (container,) = [i for i, item in enumerate(content) if item.name == IMAGING_MEASUREMENTS]
+        del content[container]
     report[0].ContentSequence.append(_qualitative_evaluations(exam, pairs))
     report[0].ContentSequence.append(
         hd.sr.TextContentItem(
