@@ -36,7 +36,10 @@ from node.writers.provenance import (
     contributing_equipment,
     equipment_arguments,
 )
-from node.writers.report_pdf import _MATPLOTLIB_LOCK  # one lock for every PDF drawn
+from node.writers.report_pdf import (  # one lock for every PDF drawn
+    _MATPLOTLIB_LOCK,
+    copy_patient_and_study,
+)
 from node.writers.summary import UTF8
 
 __all__ = [
@@ -128,23 +131,6 @@ def _references(exam: DceExam, result: KineticResult, *, frames: bool = True) ->
     return list(unique.values())
 
 
-# Patient (PS3.3 C.7.1.1) and General Study (C.7.2.1) attributes copied from the source;
-# True: Type 2, written empty when the source lacks it.
-_COPIED: Final = {
-    "PatientName": True,
-    "PatientID": True,
-    "PatientBirthDate": True,
-    "PatientSex": True,
-    "StudyInstanceUID": True,
-    "StudyDate": True,
-    "StudyTime": True,
-    "ReferringPhysicianName": True,
-    "StudyID": True,
-    "AccessionNumber": True,
-    "StudyDescription": False,
-}
-
-
 def _pdf_bytes(figure: Figure, title: str) -> bytes:
     buffer = io.BytesIO()
     with _MATPLOTLIB_LOCK, matplotlib.rc_context({"pdf.fonttype": 42, "pdf.compression": 6}):
@@ -185,10 +171,7 @@ def build_mri_summary_pdf(
         now.strftime("%H%M%S"),
     )
     ds.ContributingEquipmentSequence = DicomSequence([contributing_equipment(KINETIC_CAD)])
-    for keyword, type_2 in _COPIED.items():
-        value = source.get(keyword)
-        if value is not None or type_2:
-            setattr(ds, keyword, value if value is not None else "")
+    copy_patient_and_study(source, ds)  # Patient and General Study, as in the source
     # Encapsulated Document Series (C.24.1) and General Equipment (C.7.5.1)
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = _uid(exam, scorer, "summary PDF series", language)

@@ -84,6 +84,17 @@ _COPIED: Final = {
 }
 
 
+def copy_patient_and_study(source: Dataset, ds: Dataset) -> None:
+    """Patient (C.7.1.1) and General Study (C.7.2.1) attributes, as in the source header;
+    names re-encoded for ``ds``'s UTF-8, whatever character set the source used."""
+    for keyword, type_2 in _COPIED.items():
+        value = source.get(keyword)
+        if keyword.endswith("Name") and value is not None:
+            value = PersonName(str(value))
+        if value is not None or type_2:
+            setattr(ds, keyword, value if value is not None else "")
+
+
 def _date(value: object) -> str:
     text = str(value or "")
     return f"{text[:4]}-{text[4:6]}-{text[6:8]}" if len(text) == 8 and text.isdigit() else text
@@ -344,13 +355,7 @@ def build_report_pdf(
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = now.strftime("%H%M%S")
     ds.ContributingEquipmentSequence = DicomSequence([contributing_equipment(exam.model)])
-    # Patient (C.7.1.1) and General Study (C.7.2.1), as in the source header
-    for keyword, type_2 in _COPIED.items():
-        value = source.get(keyword)
-        if keyword.endswith("Name") and value is not None:
-            value = PersonName(str(value))  # re-encoded in UTF-8, whatever the source used
-        if value is not None or type_2:
-            setattr(ds, keyword, value if value is not None else "")
+    copy_patient_and_study(source, ds)
     # Encapsulated Document Series (C.24.1)
     ds.Modality = "DOC"
     ds.SeriesInstanceUID = output_uid(exam, f"summary PDF series {language}")
