@@ -14,7 +14,6 @@ build from it, so the node publishes it without knowing it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -26,11 +25,9 @@ from node.mri.kinetics import KineticResult
 from node.mri.scoring import RULE_SCORER, KineticScorer
 from node.mri.summary import build_mri_summary, build_mri_summary_pdf
 from node.mri.writers import build_colour_map, build_lesion_seg, build_mri_report
-from node.writers.outputs import BuiltOutputs, Output
+from node.writers.outputs import BuiltOutputs, Output, build_each
 
 __all__ = ["MRI_OUTPUT_KINDS", "MriBuilder", "MriOutputOptions", "build_kinetic_outputs"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,26 +95,12 @@ def build_kinetic_outputs(
 ) -> BuiltOutputs:
     """Build ``kinds`` (every kind when None; unknown kinds are another modality's and
     ignored), each on its own. Raises ValueError only when nothing could be built."""
-    wanted = set(MRI_OUTPUT_KINDS if kinds is None else kinds)
-    wanted |= {_NEEDS[kind] for kind in wanted if kind in _NEEDS}
-    built = BuiltOutputs()
-    for kind, builder in MRI_OUTPUT_KINDS.items():
-        if kind not in wanted:
-            continue
-        needed = _NEEDS.get(kind)
-        if needed is not None and needed in built.failures:
-            built.failures[kind] = f"not built: {needed} failed"
-            continue
-        try:
-            datasets = builder(exam, result, built, options or MriOutputOptions())
-        except ValueError as error:
-            built.failures[kind] = str(error)
-            log.warning(
-                "MR output %s of study %s not built: %s", kind, exam.StudyInstanceUID, error
-            )
-            continue
-        built += [Output(kind, dataset) for dataset in datasets]
-    if built.failures and not built:
-        reasons = "; ".join(f"{kind}: {why}" for kind, why in built.failures.items())
-        raise ValueError(f"no MR output could be built ({reasons})")
-    return built
+    chosen = options or MriOutputOptions()
+    return build_each(
+        list(MRI_OUTPUT_KINDS),
+        [k for k in (MRI_OUTPUT_KINDS if kinds is None else kinds) if k in MRI_OUTPUT_KINDS],
+        _NEEDS,
+        lambda kind, built: MRI_OUTPUT_KINDS[kind](exam, result, built, chosen),
+        name="MR output",
+        study=exam.StudyInstanceUID,
+    )

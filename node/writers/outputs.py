@@ -15,7 +15,7 @@ without its SEG) fails with it. Only when nothing at all could be built is it an
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -142,24 +142,47 @@ def build_outputs(
     unknown = set(kinds) - set(OUTPUT_KINDS)
     if unknown:
         raise ValueError(f"unknown output kinds {sorted(unknown)}; known: {list(OUTPUT_KINDS)}")
-    wanted = set(kinds)
-    wanted |= {_NEEDS[kind] for kind in kinds if kind in _NEEDS}  # the SR evidence lists the SEG
+    return build_each(
+        list(OUTPUT_KINDS),
+        kinds,
+        _NEEDS,  # the SR evidence lists the SEG
+        lambda kind, built: OUTPUT_KINDS[kind](sources, exam, built, options),
+        name="output",
+        study=exam.StudyInstanceUID,
+    )
+
+
+def build_each(
+    order: Sequence[str],
+    kinds: Collection[str],
+    needs: Mapping[str, str],
+    build: Callable[[str, BuiltOutputs], list[Dataset]],
+    *,
+    name: str,
+    study: str,
+) -> BuiltOutputs:
+    """Build ``kinds`` (plus the kinds they need) in ``order``, each on its own: a kind that
+    raises ValueError (as every writer and highdicom do for an object they cannot make
+    valid) is recorded in ``failures`` and the others are still built; a kind whose needed
+    kind failed is not tried. Raises ValueError only when nothing could be built. Shared by
+    the mammography and the MR outputs."""
+    wanted = set(kinds) | {needs[kind] for kind in kinds if kind in needs}
     built = BuiltOutputs()
-    for kind, builder in OUTPUT_KINDS.items():
+    for kind in order:
         if kind not in wanted:
             continue
-        needed = _NEEDS.get(kind)
+        needed = needs.get(kind)
         if needed is not None and needed in built.failures:
             built.failures[kind] = f"not built: {needed} failed"
             continue
         try:
-            datasets = builder(sources, exam, built, options)
+            datasets = build(kind, built)
         except ValueError as error:
             built.failures[kind] = str(error)
-            log.warning("output %s of study %s not built: %s", kind, exam.StudyInstanceUID, error)
+            log.warning("%s %s of study %s not built: %s", name, kind, study, error)
             continue
         built += [Output(kind, dataset) for dataset in datasets]
     if built.failures and not built:
         reasons = "; ".join(f"{kind}: {why}" for kind, why in built.failures.items())
-        raise ValueError(f"no output could be built ({reasons})")
+        raise ValueError(f"no {name} could be built ({reasons})")
     return built
