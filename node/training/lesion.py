@@ -8,22 +8,27 @@ than 2 radii from every lesion, ignored otherwise (the rim of a loose circle, an
 images without coordinates: spread calcifications, unknown places). Each image weighs the same:
 its positive cells share one unit, its (at most ``NEGATIVES``, drawn at random) negative cells
 another; the two classes then weigh half each. L2 logistic regression, standardised cells.
+
+Outlined lesions (CBIS-DDSM ROI masks, ``masks/`` of the dataset): every breast cell the
+outline overlaps is positive (an elongated or irregular lesion reaches cells a circle of its
+equivalent radius would miss), and the rim is ignored as for circles: cells within one
+equivalent radius of the overlapped cells.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy import optimize
+from scipy import ndimage, optimize
 from tqdm import tqdm
 
-from node.datasets.manifest import ImageRecord, Lesion
+from node.datasets.manifest import ImageRecord, Lesion, read_lesion_mask
 from node.dicom.pixels import read_image_file
 from node.inference.backbones import load_backbone
 from node.inference.contralateral import Features, Prepared, features, grid_mask, prepare
@@ -42,6 +47,11 @@ class CellData:
     feats: list[Features]
     prepared: list[Prepared]  # geometry and source mask (no network input kept)
     lesions: list[tuple[Lesion, ...]]
+    masks: list[npt.NDArray[np.uint8] | None] = field(default_factory=list)  # per image
+
+    def mask(self, k: int) -> npt.NDArray[np.uint8] | None:
+        """Image ``k``'s lesion mask (k inside its k-th lesion), None where only circles."""
+        return self.masks[k] if self.masks else None
 
 
 def extract(
@@ -79,7 +89,8 @@ def extract(
         m = {t: np.asarray(maps[t][k], np.float32) for t in maps}
         g = {t: grid_mask(prep.mask, (v.shape[1], v.shape[2])) for t, v in m.items()}
         feats.append(Features(m, g))
-    return CellData(feats, prepared, [r.lesions for r in records])
+    masks = [read_lesion_mask(dataset, r) for r in records]
+    return CellData(feats, prepared, [r.lesions for r in records], masks)
 
 
 def cell_centres(prepared: Prepared, shape: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
@@ -94,22 +105,60 @@ def cell_centres(prepared: Prepared, shape: tuple[int, int]) -> tuple[FloatArray
 
 
 def cell_labels(
-    prepared: Prepared, grid: npt.NDArray[np.bool_], lesions: Sequence[Lesion], abnormal: bool
+    prepared: Prepared,
+    grid: npt.NDArray[np.bool_],
+    lesions: Sequence[Lesion],
+    abnormal: bool,
+    mask: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.int_]:
-    """POSITIVE / NEGATIVE / IGNORED per cell of ``grid`` (flattened), as the module says."""
+    """POSITIVE / NEGATIVE / IGNORED per cell of ``grid`` (flattened), as the module says.
+    ``mask``: the lesion mask on the source pixels (value k for the k-th lesion), if any."""
     labels = np.where(grid, NEGATIVE, IGNORED).astype(int)
     if abnormal:
         if not lesions:
             return np.full(grid.size, IGNORED)
         rows, cols = cell_centres(prepared, grid.shape)
         near = np.zeros(grid.shape, bool)
-        for lesion in lesions:
+        for number, lesion in enumerate(lesions, start=1):
+            cells = _overlapped(prepared, grid.shape, mask == number) if mask is not None else None
+            if cells is not None and cells.any():
+                inside = cells & grid
+                labels[inside if inside.any() else cells] = POSITIVE
+                steps = int(np.ceil(lesion.radius / _cell_size(prepared, grid)))
+                near |= ndimage.binary_dilation(cells, np.ones((3, 3), bool), iterations=steps)
+                continue
             d = np.hypot(rows - lesion.row, cols - lesion.column)
             labels[(d <= lesion.radius) & grid] = POSITIVE
             labels.flat[int(np.argmin(d))] = POSITIVE
             near |= d <= 2 * lesion.radius
         labels[near & (labels == NEGATIVE)] = IGNORED
     return labels.ravel()
+
+
+def _cell_size(prepared: Prepared, grid: npt.NDArray[np.bool_]) -> float:
+    """Mean side of a cell in source pixels."""
+    r0, r1, c0, c1 = prepared.box
+    return float(((r1 - r0) / grid.shape[0] + (c1 - c0) / grid.shape[1]) / 2)
+
+
+def _overlapped(
+    prepared: Prepared, shape: tuple[int, int], region: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Cells of a grid over the canonical frame that hold any pixel of ``region`` (source)."""
+    if region.shape != prepared.source_shape:
+        raise ValueError(
+            f"lesion mask {region.shape} does not match its image {prepared.source_shape}"
+        )
+    r0, r1, c0, c1 = prepared.box
+    rows, cols = np.nonzero(region)
+    if prepared.flipped:
+        cols = prepared.source_shape[1] - 1 - cols
+    cell_rows = np.floor((rows - r0) * shape[0] / (r1 - r0)).astype(int)
+    cell_cols = np.floor((cols - c0) * shape[1] / (c1 - c0)).astype(int)
+    keep = (cell_rows >= 0) & (cell_rows < shape[0]) & (cell_cols >= 0) & (cell_cols < shape[1])
+    cells = np.zeros(shape, bool)
+    cells[cell_rows[keep], cell_cols[keep]] = True
+    return cells
 
 
 def reference(data: CellData, partner: npt.NDArray[np.int_], k: int) -> npt.NDArray[np.float32]:

@@ -208,7 +208,9 @@ def cross_validate_lesion(
         raise ValueError("the lesion head's CV needs every breast paired")
     n = len(y)
     labels = [
-        cell_labels(data.prepared[k], data.feats[k].grids["mid"], data.lesions[k], bool(y[k]))
+        cell_labels(
+            data.prepared[k], data.feats[k].grids["mid"], data.lesions[k], bool(y[k]), data.mask(k)
+        )
         for k in range(n)
     ]
     classes = [_class_of(a) if y[k] else "normal" for k, a in enumerate(abnormality)]
@@ -319,7 +321,9 @@ def train_lesion_head(
         seeds,
     )
     labels = [
-        cell_labels(cells.prepared[k], cells.feats[k].grids["mid"], r.lesions, bool(y[k]))
+        cell_labels(
+            cells.prepared[k], cells.feats[k].grids["mid"], r.lesions, bool(y[k]), cells.mask(k)
+        )
         for k, r in enumerate(records)
     ]
     weight, bias = fit_cells(cells, labels, pair, range(len(records)), lam, 0)
