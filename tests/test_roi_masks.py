@@ -32,6 +32,7 @@ from node.datasets.manifest import (
     read_rejected,
 )
 from node.errors import DatasetError
+from node.evaluation.froc import ScoredFinding, froc, in_lesion
 from node.inference.contralateral import Prepared
 from node.training.lesion import IGNORED, NEGATIVE, POSITIVE, cell_labels
 
@@ -193,3 +194,24 @@ def test_a_mask_of_the_wrong_size_is_refused_in_training() -> None:
     lesion = Lesion(column=170.0, row=200.0, radius=28.0)
     with pytest.raises(ValueError, match="does not match its image"):
         cell_labels(prepared(shape, False), grid, (lesion,), True, np.ones((10, 10), np.uint8))
+
+
+def test_a_finding_inside_the_outline_hits_its_lesion() -> None:
+    """Along an elongated outline, far beyond 1.5 equivalent radii of its centroid, a finding
+    still hits; beside the outline at the same distance it is a false finding."""
+    outline = np.zeros((400, 400), np.uint8)
+    outline[195:205, 40:300] = 1
+    lesion = lesion_of(outline > 0)
+    along, beside = (60.0, 200.0), (170.0, 300.0)  # (column, row); both > 1.5 radii away
+    for column, row in (along, beside):
+        assert np.hypot(column - lesion.column, row - lesion.row) > 1.5 * lesion.radius
+    findings = [
+        [
+            ScoredFinding(*along, 0.9, in_lesion(outline, *along)),
+            ScoredFinding(*beside, 0.8, in_lesion(outline, *beside)),
+        ]
+    ]
+    curve = froc(findings, [[lesion]], hit_factor=1.5)
+    assert curve.sensitivity_at(0.0) == 1.0 and curve.fp_per_image[-1] == 1.0
+    without = froc([[ScoredFinding(*along, 0.9)]], [[lesion]], hit_factor=1.5)
+    assert without.sensitivity_at(1.0) == 0.0

@@ -2,7 +2,9 @@
 
 A finding hits a lesion when its centre lies within ``hit_factor`` x the lesion's radius of the
 lesion's centre (1.0: inside the annotated circle; 1.5 tolerates the loose circles of
-mini-MIAS). Each lesion counts once; a finding that hits no lesion is a false positive.
+mini-MIAS), or when it lies inside the lesion's outline where the dataset has one (a
+CBIS-DDSM ROI mask: ``ScoredFinding.lesion``; irregular and elongated lesions reach beyond
+the circle of their equivalent radius). Each lesion counts once; a finding that hits no lesion is a false positive.
 Abnormal images without lesion coordinates cannot be scored and are left out of the FROC.
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from node.datasets.manifest import Lesion
 
@@ -23,6 +26,16 @@ class ScoredFinding:
     column: float
     row: float
     score: float
+    lesion: int = 0  # the lesion mask's value under the finding (k = k-th lesion), 0 = none
+
+
+def in_lesion(mask: npt.NDArray[np.uint8] | None, column: float, row: float) -> int:
+    """The lesion mask's value at a finding (0 outside every outline, or without a mask)."""
+    if mask is None:
+        return 0
+    r = min(max(round(row), 0), mask.shape[0] - 1)
+    c = min(max(round(column), 0), mask.shape[1] - 1)
+    return int(mask[r, c])
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,10 @@ def froc(
     events: list[tuple[float, int, int]] = []
     for image, (found, truth) in enumerate(zip(findings, lesions, strict=True)):
         for f in found:
-            hit = -1
+            hit = f.lesion - 1 if 0 < f.lesion <= len(truth) else -1
             for k, lesion in enumerate(truth):
+                if hit >= 0:
+                    break
                 if (
                     np.hypot(f.column - lesion.column, f.row - lesion.row)
                     <= hit_factor * lesion.radius
