@@ -31,6 +31,7 @@ from node.datasets.manifest import (
     read_manifest,
     read_rejected,
 )
+from node.datasets.report import format_summary, summarise
 from node.errors import DatasetError
 from node.evaluation.froc import ScoredFinding, froc, in_lesion
 from node.inference.contralateral import Prepared
@@ -121,6 +122,9 @@ def test_the_eight_real_images_take_their_roi_masks(tmp_path: Path) -> None:
     assert f"ROI mask is {wrong.shape[0]}x{wrong.shape[1]}" in detail
     assert f"is {wrong.shape[0] * 2}x{wrong.shape[1] * 2}" in detail
     assert set(reasons) == {"c1.dcm", "c2.dcm", "orphan.dcm", "wrong.dcm"}
+    summary = summarise(records)
+    assert (summary["lesions"], summary["outlined_images"]) == (2, 1)
+    assert "(1 images with lesion masks)" in format_summary(summary)
 
 
 def test_a_mask_with_more_than_two_values_is_refused(tmp_path: Path) -> None:
