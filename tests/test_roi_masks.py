@@ -31,11 +31,16 @@ from node.datasets.manifest import (
     read_lesion_mask,
     read_manifest,
     read_rejected,
+    write_manifest,
 )
 from node.datasets.report import format_summary, summarise
+from node.dicom.pixels import presentation_pixels
 from node.errors import DatasetError
 from node.evaluation.froc import ScoredFinding, froc, in_lesion
+from node.evaluation.run import score_split
 from node.inference.contralateral import Prepared
+from node.inference.scoring import source_image
+from node.synthetic.dicom import synthetic_exam
 from node.training.lesion import IGNORED, MAPS, NEGATIVE, POSITIVE, cell_labels, extract
 
 
@@ -139,8 +144,6 @@ def test_a_mask_with_more_than_two_values_is_refused(tmp_path: Path) -> None:
 
 def test_manifest_without_the_mask_column_still_reads(tmp_path: Path) -> None:
     """Datasets imported before masks existed keep working."""
-    from node.datasets.manifest import write_manifest
-
     record = ImageRecord("a", "p", "L", "MLO", "benign", lesions=(Lesion(5, 5, 2),))
     path = write_manifest(tmp_path, [record])
     lines = path.read_text().splitlines()
@@ -268,3 +271,57 @@ def test_training_reads_the_datasets_lesion_masks(tmp_path: Path) -> None:
     }
     assert {int(r) for r in positive[:, 0]} <= set(range(min(cell_rows), max(cell_rows) + 1))
     assert len({int(c) for c in positive[:, 1]}) >= 3  # along the band, not one centre cell
+
+
+def test_evaluation_marks_each_finding_with_the_outline_under_it(tmp_path: Path) -> None:
+    """``score_split`` (the path ``mammo-node evaluate`` takes) reads the dataset's lesion
+    masks and tags every finding with the lesion under it, which the FROC counts as a hit.
+    The outline is a half of each image, so findings fall on both sides of it."""
+    dataset = tmp_path / "ds"
+    (dataset / "images").mkdir(parents=True)
+    (dataset / "masks").mkdir()
+    records = []
+    for ds, truth in synthetic_exam(3, rows=512, columns=416, lesions_per_image=2):
+        source = source_image(ds)
+        image_id = f"{source.ImageLaterality}{source.ViewPosition}"
+        pixels = (presentation_pixels(ds) * 65535).astype(np.uint16)
+        Image.fromarray(pixels).save(dataset / "images" / f"{image_id}.png")
+        outline = np.zeros(pixels.shape, np.uint8)
+        outline[:, : pixels.shape[1] // 2] = 1
+        Image.fromarray(outline).save(dataset / "masks" / f"{image_id}.png")
+        records.append(
+            ImageRecord(
+                image_id,
+                "w",
+                source.ImageLaterality,
+                source.ViewPosition,
+                "malignant",
+                lesions=(lesion_of(outline > 0),),
+                split="val",
+                path=f"images/{image_id}.png",
+                mask=f"masks/{image_id}.png",
+            )
+        )
+        assert truth
+    write_manifest(dataset, records)
+    (dataset / "dataset.yaml").write_text("id: outlines\n")
+    models = Path(__file__).resolve().parents[1] / "models"
+    scored = score_split(models, "synthetic-unet/0.1.0", dataset, "val")
+    findings = [f for s in scored.scores for f in s.findings]
+    assert {f.lesion for f in findings} == {0, 1}  # seed 3: findings inside and outside
+    for s in scored.scores:
+        outline = read_lesion_mask(dataset, s.record)
+        assert outline is not None
+        half = outline.shape[1] // 2
+        for f in s.findings:
+            assert f.lesion == (1 if round(f.column) < half else 0)
+    curve = froc([s.findings for s in scored.scores], [s.record.lesions for s in scored.scores])
+    found = [
+        any(
+            f.lesion == 1 or np.hypot(f.column - x.column, f.row - x.row) <= 1.5 * x.radius
+            for f in s.findings
+        )
+        for s in scored.scores
+        for x in s.record.lesions
+    ]
+    assert curve.sensitivity[-1] == pytest.approx(np.mean(found))
