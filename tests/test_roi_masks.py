@@ -310,9 +310,9 @@ def test_evaluation_marks_each_finding_with_the_outline_under_it(tmp_path: Path)
     findings = [f for s in scored.scores for f in s.findings]
     assert {f.lesion for f in findings} == {0, 1}  # seed 3: findings inside and outside
     for s in scored.scores:
-        outline = read_lesion_mask(dataset, s.record)
-        assert outline is not None
-        half = outline.shape[1] // 2
+        stored = read_lesion_mask(dataset, s.record)
+        assert stored is not None
+        half = stored.shape[1] // 2
         for f in s.findings:
             assert f.lesion == (1 if round(f.column) < half else 0)
     curve = froc([s.findings for s in scored.scores], [s.record.lesions for s in scored.scores])
