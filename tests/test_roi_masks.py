@@ -28,6 +28,7 @@ from node.datasets.importers.roi import lesion_of, read_mask
 from node.datasets.manifest import (
     ImageRecord,
     Lesion,
+    lesion_at,
     read_lesion_mask,
     read_manifest,
     read_rejected,
@@ -36,11 +37,12 @@ from node.datasets.manifest import (
 from node.datasets.report import format_summary, summarise
 from node.dicom.pixels import presentation_pixels
 from node.errors import DatasetError
-from node.evaluation.froc import ScoredFinding, froc, in_lesion
+from node.evaluation.froc import ScoredFinding, froc
 from node.evaluation.run import score_split
 from node.inference.contralateral import Prepared
 from node.inference.scoring import source_image
 from node.synthetic.dicom import synthetic_exam
+from node.training import lesion_cv as cv
 from node.training.lesion import IGNORED, MAPS, NEGATIVE, POSITIVE, cell_labels, extract
 
 
@@ -215,8 +217,8 @@ def test_a_finding_inside_the_outline_hits_its_lesion() -> None:
         assert np.hypot(column - lesion.column, row - lesion.row) > 1.5 * lesion.radius
     findings = [
         [
-            ScoredFinding(*along, 0.9, in_lesion(outline, *along)),
-            ScoredFinding(*beside, 0.8, in_lesion(outline, *beside)),
+            ScoredFinding(*along, 0.9, lesion_at(outline, *along)),
+            ScoredFinding(*beside, 0.8, lesion_at(outline, *beside)),
         ]
     ]
     curve = froc(findings, [[lesion]], hit_factor=1.5)
@@ -336,3 +338,20 @@ def test_a_monochrome1_mask_keeps_its_lesion_inside(tmp_path: Path) -> None:
     ds.PhotometricInterpretation = "MONOCHROME1"
     ds.save_as(tmp_path / "m.dcm", enforce_file_format=True)
     np.testing.assert_array_equal(read_mask(tmp_path / "m.dcm"), outline > 0)
+
+
+def test_the_lesion_cv_counts_an_outline_hit_as_the_evaluator_does() -> None:
+    """The training layer's copy of the FROC rule (it cannot import evaluation) agrees with
+    ``mammo-node evaluate`` on a finding inside an outline but far from its centroid."""
+    outline = np.zeros((400, 400), np.uint8)
+    outline[195:205, 40:300] = 1
+    lesion = lesion_of(outline > 0)
+    points = [(60.0, 200.0, 0.9), (170.0, 300.0, 0.8)]
+    tagged = [[cv.ScoredFinding(c, r, s, lesion_at(outline, c, r)) for c, r, s in points]]
+    plain = [[cv.ScoredFinding(c, r, s) for c, r, s in points]]
+    ours = [[ScoredFinding(c, r, s, lesion_at(outline, c, r)) for c, r, s in points]]
+    curve = froc(ours, [[lesion]], hit_factor=1.5)
+    for rate in (0.0, 1.0):
+        assert cv.froc_sensitivity(tagged, [[lesion]], 1.5, rate) == curve.sensitivity_at(rate)
+    assert cv.froc_sensitivity(tagged, [[lesion]], 1.5, 0.0) == 1.0
+    assert cv.froc_sensitivity(plain, [[lesion]], 1.5, 1.0) == 0.0

@@ -169,6 +169,15 @@ def read_lesion_mask(folder: Path, record: ImageRecord) -> npt.NDArray[np.uint8]
     return labels
 
 
+def lesion_at(mask: npt.NDArray[np.uint8] | None, column: float, row: float) -> int:
+    """The lesion mask's value at a point: k inside the k-th lesion, 0 outside or without one."""
+    if mask is None:
+        return 0
+    r = min(max(round(row), 0), mask.shape[0] - 1)
+    c = min(max(round(column), 0), mask.shape[1] - 1)
+    return int(mask[r, c])
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A file quality control refused, and why (never dropped silently)."""

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from node.datasets.manifest import Lesion
 
@@ -27,15 +26,6 @@ class ScoredFinding:
     row: float
     score: float
     lesion: int = 0  # the lesion mask's value under the finding (k = k-th lesion), 0 = none
-
-
-def in_lesion(mask: npt.NDArray[np.uint8] | None, column: float, row: float) -> int:
-    """The lesion mask's value at a finding (0 outside every outline, or without a mask)."""
-    if mask is None:
-        return 0
-    r = min(max(round(row), 0), mask.shape[0] - 1)
-    c = min(max(round(column), 0), mask.shape[1] - 1)
-    return int(mask[r, c])
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from node.datasets.manifest import (
     ImageRecord,
+    lesion_at,
     read_dataset_info,
     read_lesion_mask,
     read_manifest,
@@ -26,7 +27,7 @@ from node.datasets.manifest import (
 from node.dicom.pixels import read_image_file
 from node.domain import ExamImage
 from node.errors import EvaluationRefused
-from node.evaluation.froc import ScoredFinding, in_lesion
+from node.evaluation.froc import ScoredFinding
 from node.models.registry import ModelFolder, find_model, load_model
 from node.training.card import TRAINING_IMAGES, read_model_yaml
 
@@ -115,7 +116,7 @@ def score_split(
                     records[index],
                     prediction.score,
                     [
-                        ScoredFinding(f.column, f.row, f.score, in_lesion(mask, f.column, f.row))
+                        ScoredFinding(f.column, f.row, f.score, lesion_at(mask, f.column, f.row))
                         for f in prediction.findings
                     ],
                     prediction.compared,
