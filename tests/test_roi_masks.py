@@ -172,22 +172,44 @@ def prepared(shape: tuple[int, int], flipped: bool) -> Prepared:
 
 
 @pytest.mark.parametrize(("flipped", "first", "last"), [(False, 2, 14), (True, 5, 17)])
-def test_cells_overlapping_a_mask_are_lesion_cells(flipped: bool, first: int, last: int) -> None:
-    """An elongated outline: every cell it touches is positive, even far from the centroid
-    where a circle of the equivalent radius would not reach; a rim around it is ignored. A
-    right breast is mirrored, so its cells are counted from the other side."""
-    shape, grid = (400, 400), np.ones((20, 20), bool)  # 20-px cells
+def test_cells_whose_centre_lies_in_the_outline_are_lesion_cells(
+    flipped: bool, first: int, last: int
+) -> None:
+    """An elongated outline: every cell whose centre it holds is positive, even far from the
+    centroid where a circle of the equivalent radius would not reach; cells it only touches,
+    and a rim around them, are ignored. A right breast is mirrored, so its cells are counted
+    from the other side."""
+    shape, grid = (400, 400), np.ones((20, 20), bool)  # 20-px cells, centres at 10, 30, ...
     outline = np.zeros(shape, np.uint8)
-    outline[195:205, 40:300] = 1  # a 10 x 260 band: source columns 40..299
+    outline[195:245, 40:300] = 1  # rows 195..244 hold the centres of cell rows 10 and 11
     lesion = lesion_of(outline > 0)
-    assert lesion.radius < 30  # a circle would reach about 3 cells around (200, 170)
+    assert lesion.radius < 65  # a circle would reach about 3 cells around (220, 170)
     labels = cell_labels(prepared(shape, flipped), grid, (lesion,), True, outline).reshape(20, 20)
     positive = np.argwhere(labels == POSITIVE)
-    assert sorted({int(r) for r in positive[:, 0]}) == [9, 10]
+    assert sorted({int(r) for r in positive[:, 0]}) == [10, 11]
     assert (positive[:, 1].min(), positive[:, 1].max()) == (first, last)
-    assert (labels[7:9, first : last + 1] == IGNORED).all()
-    assert (labels[11:13, first : last + 1] == IGNORED).all()
-    assert (labels[:5] == NEGATIVE).all() and (labels[15:] == NEGATIVE).all()
+    assert (labels[10:12, first : last + 1] == POSITIVE).all()
+    assert (labels[9, first : last + 1] == IGNORED).all()  # touched, centre outside
+    assert (labels[12, first : last + 1] == IGNORED).all()
+    assert (labels[5:9, first : last + 1] == IGNORED).all()  # the rim: 4 cells (64 px)
+    assert (labels[:5] == NEGATIVE).all() and (labels[17:] == NEGATIVE).all()
+    every = cell_labels(prepared(shape, flipped), grid, (lesion,), True, outline, overlap=True)
+    assert sorted({int(r) for r in np.argwhere(every.reshape(20, 20) == POSITIVE)[:, 0]}) == [
+        9,
+        10,
+        11,
+        12,
+    ]
+
+
+def test_an_outline_smaller_than_a_cell_still_marks_its_cell() -> None:
+    shape, grid = (400, 400), np.ones((20, 20), bool)
+    outline = np.zeros(shape, np.uint8)
+    outline[202:206, 243:247] = 1  # holds no cell centre
+    labels = cell_labels(
+        prepared(shape, False), grid, (lesion_of(outline > 0),), True, outline
+    ).reshape(20, 20)
+    assert np.argwhere(labels == POSITIVE).tolist() == [[10, 12]]
 
 
 def test_without_a_mask_the_circle_rule_stands() -> None:
@@ -237,7 +259,7 @@ def test_training_reads_the_datasets_lesion_masks(tmp_path: Path) -> None:
     breast = ((rows - 160) ** 2 / 150**2 + cols**2 / 200**2 <= 1).astype(np.uint16) * 40000
     Image.fromarray(breast).save(dataset / "images" / "a.png")
     outline = np.zeros((320, 240), np.uint8)
-    outline[150:170, 20:140] = 1
+    outline[120:200, 20:140] = 1
     Image.fromarray(outline).save(dataset / "masks" / "a.png")
     record = ImageRecord(
         "a",
@@ -269,7 +291,7 @@ def test_training_reads_the_datasets_lesion_masks(tmp_path: Path) -> None:
     positive = np.argwhere(labels == POSITIVE)
     box = data.prepared[0].box
     cell_rows = {
-        int(r) for r in np.floor((np.array([150, 169]) - box[0]) * grid[0] / (box[1] - box[0]))
+        int(r) for r in np.floor((np.array([120, 199]) - box[0]) * grid[0] / (box[1] - box[0]))
     }
     assert {int(r) for r in positive[:, 0]} <= set(range(min(cell_rows), max(cell_rows) + 1))
     assert len({int(c) for c in positive[:, 1]}) >= 3  # along the band, not one centre cell

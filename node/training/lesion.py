@@ -9,10 +9,14 @@ images without coordinates: spread calcifications, unknown places). Each image w
 its positive cells share one unit, its (at most ``NEGATIVES``, drawn at random) negative cells
 another; the two classes then weigh half each. L2 logistic regression, standardised cells.
 
-Outlined lesions (CBIS-DDSM ROI masks, ``masks/`` of the dataset): every breast cell the
-outline overlaps is positive (an elongated or irregular lesion reaches cells a circle of its
-equivalent radius would miss), and the rim is ignored as for circles: cells within one
-equivalent radius of the overlapped cells.
+Outlined lesions (CBIS-DDSM ROI masks, ``masks/`` of the dataset): the circle rule with the
+outline in place of the circle. Positive: a breast cell whose centre lies inside the outline
+(an elongated or irregular lesion reaches cells a circle of its equivalent radius would miss),
+and the touched cell nearest the centroid, so a lesion smaller than a cell still counts.
+Ignored: cells the outline touches without holding their centre, and a rim of one equivalent
+radius around the touched cells. Why not every touched cell: on the mini-MIAS circles drawn
+as outlines, that rule lowered the lesion head's CV (AUC 0.718 against 0.741, FROC at 1 false
+finding per image 0.44 against 0.49); a border cell is mostly normal tissue.
 """
 
 from __future__ import annotations
@@ -110,9 +114,11 @@ def cell_labels(
     lesions: Sequence[Lesion],
     abnormal: bool,
     mask: npt.NDArray[np.uint8] | None = None,
+    overlap: bool = False,
 ) -> npt.NDArray[np.int_]:
     """POSITIVE / NEGATIVE / IGNORED per cell of ``grid`` (flattened), as the module says.
-    ``mask``: the lesion mask on the source pixels (value k for the k-th lesion), if any."""
+    ``mask``: the lesion mask on the source pixels (value k for the k-th lesion), if any;
+    ``overlap``: every cell the outline touches is positive (measured worse, kept to compare)."""
     labels = np.where(grid, NEGATIVE, IGNORED).astype(int)
     if abnormal:
         if not lesions:
@@ -120,10 +126,14 @@ def cell_labels(
         rows, cols = cell_centres(prepared, grid.shape)
         near = np.zeros(grid.shape, bool)
         for number, lesion in enumerate(lesions, start=1):
-            cells = _overlapped(prepared, grid.shape, mask == number) if mask is not None else None
-            if cells is not None and cells.any():
-                inside = cells & grid
-                labels[inside if inside.any() else cells] = POSITIVE
+            region = None if mask is None else np.asarray(mask == number, bool)
+            cells = None if region is None else _overlapped(prepared, grid.shape, region)
+            if region is not None and cells is not None and cells.any():
+                d = np.hypot(rows - lesion.row, cols - lesion.column)
+                chosen = cells.copy() if overlap else _centres_inside(region, rows, cols)
+                chosen.flat[int(np.argmin(np.where(cells, d, np.inf)))] = True
+                inside = chosen & grid
+                labels[inside if inside.any() else chosen] = POSITIVE
                 steps = int(np.ceil(lesion.radius / _cell_size(prepared, grid)))
                 near |= ndimage.binary_dilation(cells, np.ones((3, 3), bool), iterations=steps)
                 continue
@@ -133,6 +143,15 @@ def cell_labels(
             near |= d <= 2 * lesion.radius
         labels[near & (labels == NEGATIVE)] = IGNORED
     return labels.ravel()
+
+
+def _centres_inside(
+    region: npt.NDArray[np.bool_], rows: FloatArray, cols: FloatArray
+) -> npt.NDArray[np.bool_]:
+    """Cells whose centre (source pixels) lies inside ``region``."""
+    r = np.clip(np.rint(rows).astype(int), 0, region.shape[0] - 1)
+    c = np.clip(np.rint(cols).astype(int), 0, region.shape[1] - 1)
+    return np.asarray(region[r, c], bool)
 
 
 def _cell_size(prepared: Prepared, grid: npt.NDArray[np.bool_]) -> float:

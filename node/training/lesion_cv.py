@@ -202,15 +202,22 @@ def cross_validate_lesion(
     lam: float,
     folds: int,
     seeds: Sequence[int],
+    overlap: bool = False,
 ) -> tuple[dict[str, Any], FloatArray, FloatArray]:
     """CV figures, and the seed-mean out-of-fold exam logits and max differences (for the
-    served head's beta and calibration). ``x``: exam vectors; all images paired."""
+    served head's beta and calibration). ``x``: exam vectors; all images paired. ``overlap``:
+    outlines label every touched cell (``cell_labels``), to measure that rule against it."""
     if (partner < 0).any():
         raise ValueError("the lesion head's CV needs every breast paired")
     n = len(y)
     labels = [
         cell_labels(
-            data.prepared[k], data.feats[k].grids["mid"], data.lesions[k], bool(y[k]), data.mask(k)
+            data.prepared[k],
+            data.feats[k].grids["mid"],
+            data.lesions[k],
+            bool(y[k]),
+            data.mask(k),
+            overlap,
         )
         for k in range(n)
     ]
