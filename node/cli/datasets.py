@@ -80,7 +80,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         choices=FORMATS,
         default="dicom",
         help="mias: images + labels.csv (mini-MIAS layout); dicom: any DICOM files; "
-        "cbis-ddsm: DICOM + CBIS-DDSM case-description CSVs",
+        "cbis-ddsm: DICOM + CBIS-DDSM case-description CSVs. With dicom and cbis-ddsm, "
+        "CBIS-DDSM ROI masks under SRC (Patient ID of the image + _n) become lesion masks "
+        "(DATASET/masks/) with centre and equivalent radius; crops and masks of another size "
+        "than their image go to rejected.csv",
     )
     imp.add_argument(
         "--labels",

@@ -6,12 +6,15 @@ DATASET/
   manifest.csv    one row per accepted image (columns: ``COLUMNS``)
   rejected.csv    one row per refused file, with the quality-control reason
   images/         <image_id>.png, 8-bit or 16-bit grayscale presentation pixels
+  masks/          <image_id>.png, 8-bit lesion masks where the source outlines lesions
+                  (CBIS-DDSM ROI masks): 0 outside, k inside the row's k-th lesion
 ```
 
 One layout for mini-MIAS, DICOM folders and CBIS-DDSM, so training and evaluation never care
 where images came from. Lesions are stored as JSON ``[{"column", "row", "radius"}]`` in the
 stored PNG's pixels with the row origin at the TOP (mini-MIAS counts from the bottom; the
-importer converts). Splits are by patient: every image of a woman is in the same split.
+importer converts); an outlined lesion's centre is its mask's centroid and its radius the
+equivalent radius sqrt(area / pi), so circle-reading code reads both. Splits are by patient: every image of a woman is in the same split.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import yaml
+from PIL import Image
 
 from node.errors import DatasetError
 
@@ -70,6 +74,7 @@ class ImageRecord:
     source: str = ""
     sha256: str = ""  # of the pixel array (dtype, shape and bytes), for duplicate detection
     path: str = ""  # relative to the dataset folder
+    mask: str = ""  # lesion mask PNG relative to the dataset folder, "" when none
 
     def __post_init__(self) -> None:
         if not self.image_id or not self.patient_id:
@@ -96,6 +101,7 @@ class ImageRecord:
 
 
 COLUMNS = tuple(f.name for f in fields(ImageRecord))
+OPTIONAL_COLUMNS = frozenset({"mask"})  # absent from manifests written before masks
 
 
 def pixel_sha256(pixels: npt.NDArray[Any]) -> str:
@@ -135,12 +141,12 @@ def read_manifest(folder: Path) -> list[ImageRecord]:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
     records = []
     for line, row in enumerate(rows, start=2):
-        missing = set(COLUMNS) - set(row)
+        missing = set(COLUMNS) - set(row) - OPTIONAL_COLUMNS
         if missing:
             raise DatasetError(f"{path}:{line}: missing columns {sorted(missing)}")
         try:
             lesions = tuple(Lesion(**item) for item in json.loads(row["lesions"] or "[]"))
-            values = {k: row[k] for k in COLUMNS if k != "lesions"}
+            values = {k: row.get(k) or "" for k in COLUMNS if k != "lesions"}
             records.append(ImageRecord(**values, lesions=lesions))
         except (ValueError, TypeError, DatasetError) as exc:
             raise DatasetError(f"{path}:{line}: {exc}") from exc
@@ -148,6 +154,28 @@ def read_manifest(folder: Path) -> list[ImageRecord]:
     if len(set(ids)) != len(ids):
         raise DatasetError(f"{path}: duplicate image ids")
     return records
+
+
+def read_lesion_mask(folder: Path, record: ImageRecord) -> npt.NDArray[np.uint8] | None:
+    """The stored lesion mask of a manifest row (k inside its k-th lesion), or None."""
+    if not record.mask:
+        return None
+    path = Path(folder) / record.mask
+    try:
+        with Image.open(path) as image:
+            labels = np.asarray(image, np.uint8)
+    except OSError as exc:
+        raise DatasetError(f"cannot read lesion mask {path}: {exc}") from exc
+    return labels
+
+
+def lesion_at(mask: npt.NDArray[np.uint8] | None, column: float, row: float) -> int:
+    """The lesion mask's value at a point: k inside the k-th lesion, 0 outside or without one."""
+    if mask is None:
+        return 0
+    r = min(max(round(row), 0), mask.shape[0] - 1)
+    c = min(max(round(column), 0), mask.shape[1] - 1)
+    return int(mask[r, c])
 
 
 @dataclass(frozen=True)

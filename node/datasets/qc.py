@@ -23,6 +23,9 @@ DUPLICATE: Final = "duplicate"
 NO_LABEL: Final = "no-label"
 MISSING_FILE: Final = "missing-file"
 NO_PATIENT: Final = "no-patient-id"
+ROI_CROP: Final = "roi-crop"  # CBIS-DDSM's lesion crop: the full image and its mask suffice
+NO_IMAGE: Final = "mask-without-image"
+BAD_MASK: Final = "bad-mask"
 
 # PS3.4 B.5: Digital Mammography / Digital X-Ray - For Processing storage SOP classes.
 FOR_PROCESSING_SOP_CLASSES: Final = frozenset(

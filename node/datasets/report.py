@@ -65,6 +65,7 @@ def summarise(records: Sequence[ImageRecord]) -> dict[str, Any]:
         "images": len(records),
         "patients": len({r.patient_id for r in records}),
         "lesions": lesions,
+        "outlined_images": sum(1 for r in records if r.mask),  # with a lesion mask (ROI)
         "counts": counts,
         "by_split": by_split,
         "warnings": warnings,
@@ -111,6 +112,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"dataset {summary.get('dataset_id', '?')}: {summary['images']} images, "
         f"{summary['patients']} patients, {summary['lesions']} located lesions"
+        + (
+            f" ({summary['outlined_images']} images with lesion masks)"
+            if summary.get("outlined_images")
+            else ""
+        )
     ]
     for name, items in summary["counts"].items():
         lines.append(f"  {name:12s} " + ", ".join(f"{k}: {v}" for k, v in items.items()))

@@ -2,7 +2,9 @@
 
 A finding hits a lesion when its centre lies within ``hit_factor`` x the lesion's radius of the
 lesion's centre (1.0: inside the annotated circle; 1.5 tolerates the loose circles of
-mini-MIAS). Each lesion counts once; a finding that hits no lesion is a false positive.
+mini-MIAS), or when it lies inside the lesion's outline where the dataset has one (a
+CBIS-DDSM ROI mask: ``ScoredFinding.lesion``; irregular and elongated lesions reach beyond
+the circle of their equivalent radius). Each lesion counts once; a finding that hits no lesion is a false positive.
 Abnormal images without lesion coordinates cannot be scored and are left out of the FROC.
 """
 
@@ -23,6 +25,7 @@ class ScoredFinding:
     column: float
     row: float
     score: float
+    lesion: int = 0  # the lesion mask's value under the finding (k = k-th lesion), 0 = none
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,10 @@ def froc(
     events: list[tuple[float, int, int]] = []
     for image, (found, truth) in enumerate(zip(findings, lesions, strict=True)):
         for f in found:
-            hit = -1
+            hit = f.lesion - 1 if 0 < f.lesion <= len(truth) else -1
             for k, lesion in enumerate(truth):
+                if hit >= 0:
+                    break
                 if (
                     np.hypot(f.column - lesion.column, f.row - lesion.row)
                     <= hit_factor * lesion.radius

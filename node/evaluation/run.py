@@ -17,7 +17,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from node.datasets.manifest import ImageRecord, read_dataset_info, read_manifest
+from node.datasets.manifest import (
+    ImageRecord,
+    lesion_at,
+    read_dataset_info,
+    read_lesion_mask,
+    read_manifest,
+)
 from node.dicom.pixels import read_image_file
 from node.domain import ExamImage
 from node.errors import EvaluationRefused
@@ -105,10 +111,14 @@ def score_split(
                 pixels, _ = read_image_file(dataset / records[index].path)
                 images.append(ExamImage(pixels, records[index].laterality, records[index].view))
             for index, prediction in zip(members, low.predict_exam(images), strict=True):
+                mask = read_lesion_mask(dataset, records[index])
                 scored[index] = ImageScore(
                     records[index],
                     prediction.score,
-                    [ScoredFinding(f.column, f.row, f.score) for f in prediction.findings],
+                    [
+                        ScoredFinding(f.column, f.row, f.score, lesion_at(mask, f.column, f.row))
+                        for f in prediction.findings
+                    ],
                     prediction.compared,
                 )
             bar.update(len(members))

@@ -8,22 +8,33 @@ than 2 radii from every lesion, ignored otherwise (the rim of a loose circle, an
 images without coordinates: spread calcifications, unknown places). Each image weighs the same:
 its positive cells share one unit, its (at most ``NEGATIVES``, drawn at random) negative cells
 another; the two classes then weigh half each. L2 logistic regression, standardised cells.
+
+Outlined lesions (CBIS-DDSM ROI masks, ``masks/`` of the dataset): the circle rule with the
+outline in place of the circle. Positive: a breast cell whose centre lies inside the outline
+(an elongated or irregular lesion reaches cells a circle of its equivalent radius would miss),
+and the touched cell nearest the centroid, so a lesion smaller than a cell still counts.
+Ignored: cells the outline touches without holding their centre, and a rim of one equivalent
+radius around the touched cells. Measured by ``bench/lesion_outline_rule.py`` (mini-MIAS
+train split, its circles drawn as outlines, the served CV, 5 folds x 3 seeds): circles AUC
+0.741, top-1 within 1.5 radii 0.42, FROC at 1 false finding per image 0.49; outlines with this
+rule 0.739, 0.43, 0.46; every touched cell positive 0.718, 0.42, 0.44 (a border cell is
+mostly normal tissue), so not that.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from scipy import optimize
+from scipy import ndimage, optimize
 from tqdm import tqdm
 
-from node.datasets.manifest import ImageRecord, Lesion
+from node.datasets.manifest import ImageRecord, Lesion, read_lesion_mask
 from node.dicom.pixels import read_image_file
 from node.inference.backbones import load_backbone
 from node.inference.contralateral import Features, Prepared, features, grid_mask, prepare
@@ -42,6 +53,11 @@ class CellData:
     feats: list[Features]
     prepared: list[Prepared]  # geometry and source mask (no network input kept)
     lesions: list[tuple[Lesion, ...]]
+    masks: list[npt.NDArray[np.uint8] | None] = field(default_factory=list)  # per image
+
+    def mask(self, k: int) -> npt.NDArray[np.uint8] | None:
+        """Image ``k``'s lesion mask (k inside its k-th lesion), None where only circles."""
+        return self.masks[k] if self.masks else None
 
 
 def extract(
@@ -79,7 +95,8 @@ def extract(
         m = {t: np.asarray(maps[t][k], np.float32) for t in maps}
         g = {t: grid_mask(prep.mask, (v.shape[1], v.shape[2])) for t, v in m.items()}
         feats.append(Features(m, g))
-    return CellData(feats, prepared, [r.lesions for r in records])
+    masks = [read_lesion_mask(dataset, r) for r in records]
+    return CellData(feats, prepared, [r.lesions for r in records], masks)
 
 
 def cell_centres(prepared: Prepared, shape: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
@@ -94,22 +111,75 @@ def cell_centres(prepared: Prepared, shape: tuple[int, int]) -> tuple[FloatArray
 
 
 def cell_labels(
-    prepared: Prepared, grid: npt.NDArray[np.bool_], lesions: Sequence[Lesion], abnormal: bool
+    prepared: Prepared,
+    grid: npt.NDArray[np.bool_],
+    lesions: Sequence[Lesion],
+    abnormal: bool,
+    mask: npt.NDArray[np.uint8] | None = None,
+    overlap: bool = False,
 ) -> npt.NDArray[np.int_]:
-    """POSITIVE / NEGATIVE / IGNORED per cell of ``grid`` (flattened), as the module says."""
+    """POSITIVE / NEGATIVE / IGNORED per cell of ``grid`` (flattened), as the module says.
+    ``mask``: the lesion mask on the source pixels (value k for the k-th lesion), if any;
+    ``overlap``: every cell the outline touches is positive (measured worse, kept to compare)."""
     labels = np.where(grid, NEGATIVE, IGNORED).astype(int)
     if abnormal:
         if not lesions:
             return np.full(grid.size, IGNORED)
         rows, cols = cell_centres(prepared, grid.shape)
         near = np.zeros(grid.shape, bool)
-        for lesion in lesions:
+        for number, lesion in enumerate(lesions, start=1):
+            region = None if mask is None else np.asarray(mask == number, bool)
+            cells = None if region is None else _overlapped(prepared, grid.shape, region)
+            if region is not None and cells is not None and cells.any():
+                d = np.hypot(rows - lesion.row, cols - lesion.column)
+                chosen = cells.copy() if overlap else _centres_inside(region, rows, cols)
+                chosen.flat[int(np.argmin(np.where(cells, d, np.inf)))] = True
+                inside = chosen & grid
+                labels[inside if inside.any() else chosen] = POSITIVE
+                steps = int(np.ceil(lesion.radius / _cell_size(prepared, grid)))
+                near |= ndimage.binary_dilation(cells, np.ones((3, 3), bool), iterations=steps)
+                continue
             d = np.hypot(rows - lesion.row, cols - lesion.column)
             labels[(d <= lesion.radius) & grid] = POSITIVE
             labels.flat[int(np.argmin(d))] = POSITIVE
             near |= d <= 2 * lesion.radius
         labels[near & (labels == NEGATIVE)] = IGNORED
     return labels.ravel()
+
+
+def _centres_inside(
+    region: npt.NDArray[np.bool_], rows: FloatArray, cols: FloatArray
+) -> npt.NDArray[np.bool_]:
+    """Cells whose centre (source pixels) lies inside ``region``."""
+    r = np.clip(np.rint(rows).astype(int), 0, region.shape[0] - 1)
+    c = np.clip(np.rint(cols).astype(int), 0, region.shape[1] - 1)
+    return np.asarray(region[r, c], bool)
+
+
+def _cell_size(prepared: Prepared, grid: npt.NDArray[np.bool_]) -> float:
+    """Mean side of a cell in source pixels."""
+    r0, r1, c0, c1 = prepared.box
+    return float(((r1 - r0) / grid.shape[0] + (c1 - c0) / grid.shape[1]) / 2)
+
+
+def _overlapped(
+    prepared: Prepared, shape: tuple[int, int], region: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Cells of a grid over the canonical frame that hold any pixel of ``region`` (source)."""
+    if region.shape != prepared.source_shape:
+        raise ValueError(
+            f"lesion mask {region.shape} does not match its image {prepared.source_shape}"
+        )
+    r0, r1, c0, c1 = prepared.box
+    rows, cols = np.nonzero(region)
+    if prepared.flipped:
+        cols = prepared.source_shape[1] - 1 - cols
+    cell_rows = np.floor((rows - r0) * shape[0] / (r1 - r0)).astype(int)
+    cell_cols = np.floor((cols - c0) * shape[1] / (c1 - c0)).astype(int)
+    keep = (cell_rows >= 0) & (cell_rows < shape[0]) & (cell_cols >= 0) & (cell_cols < shape[1])
+    cells = np.zeros(shape, bool)
+    cells[cell_rows[keep], cell_cols[keep]] = True
+    return cells
 
 
 def reference(data: CellData, partner: npt.NDArray[np.int_], k: int) -> npt.NDArray[np.float32]:

@@ -3,8 +3,8 @@
 Measured on the same folds, side by side: the exam head alone (the 1.0.0 recipe), the lesion
 head's max difference (this breast's lesion maximum - the other breast's) alone, and their sum
 ``exam logit + beta x max difference``; localisation of the lesion map's peaks against the
-class-activation map's (top-1 peak within 1.5 radii, FROC lesion sensitivity at 0.5 / 1 / 2
-false findings per image). ``beta`` only matches scales (standard deviation of the exam head's
+class-activation map's (top-1 peak within 1.5 radii, or inside the lesion's outline where
+the dataset has one; FROC lesion sensitivity at 0.5 / 1 / 2 false findings per image). ``beta`` only matches scales (standard deviation of the exam head's
 out-of-fold logits over that of the max differences): it uses no labels, so it cannot fit the
 folds. Only paired breasts count (the lesion head's exam score needs the other breast).
 """
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from node.datasets.manifest import ImageRecord, Lesion
+from node.datasets.manifest import ImageRecord, Lesion, lesion_at
 from node.inference.contralateral import heatmap_grid, peaks, sigmoid, to_source
 from node.inference.lesion import LesionHead
 from node.models.registry import LESION_CELLS
@@ -42,6 +42,21 @@ class ScoredFinding:
     column: float
     row: float
     score: float
+    lesion: int = 0  # the lesion mask's value under the finding (k = k-th lesion), 0 = none
+
+
+def _hit(f: ScoredFinding, truth: Sequence[Lesion], factor: float) -> int:
+    """The lesion a finding hits: the outline it lies in, else within ``factor`` radii; -1."""
+    if 0 < f.lesion <= len(truth):
+        return f.lesion - 1
+    return next(
+        (
+            k
+            for k, les in enumerate(truth)
+            if np.hypot(f.column - les.column, f.row - les.row) <= factor * les.radius
+        ),
+        -1,
+    )
 
 
 def froc_sensitivity(
@@ -52,19 +67,11 @@ def froc_sensitivity(
 ) -> float:
     """Best lesion sensitivity with at most ``fp_rate`` false findings per image: the rule of
     ``mammo-node evaluate``'s FROC (``node.evaluation.froc``, a layer this one cannot import):
-    a finding hits a lesion within ``factor`` radii, each lesion counts once."""
+    a finding hits a lesion inside its outline or within ``factor`` radii, each lesion once."""
     events = []
     for image, (fs, truth) in enumerate(zip(found, lesions, strict=True)):
         for f in fs:
-            hit = next(
-                (
-                    k
-                    for k, les in enumerate(truth)
-                    if np.hypot(f.column - les.column, f.row - les.row) <= factor * les.radius
-                ),
-                -1,
-            )
-            events.append((f.score, image, hit))
+            events.append((f.score, image, _hit(f, truth, factor)))
     total = sum(len(t) for t in lesions)
     events.sort(key=lambda e: -e[0])
     hits: set[tuple[int, int]] = set()
@@ -82,8 +89,11 @@ def froc_sensitivity(
 def _findings(data: CellData, k: int, grid: FloatArray) -> list[ScoredFinding]:
     prep = data.prepared[k]
     heat = to_source(grid, prep)
-    mask = prep.source_mask
-    return [ScoredFinding(c, r, s) for r, c, _, s in peaks(np.where(mask, heat, np.nan), mask)]
+    mask, outline = prep.source_mask, data.mask(k)
+    return [
+        ScoredFinding(c, r, s, lesion_at(outline, c, r))
+        for r, c, _, s in peaks(np.where(mask, heat, np.nan), mask)
+    ]
 
 
 def _class_of(abnormality: str) -> str:
@@ -101,16 +111,7 @@ def localisation(
     located = [k for k in usable if abnormal[k]]
     hits = np.array(
         [
-            [
-                any(
-                    np.hypot(f[k][0].column - les.column, f[k][0].row - les.row)
-                    <= HIT_FACTOR * les.radius
-                    for les in lesions[k]
-                )
-                if f[k]
-                else False
-                for k in located
-            ]
+            [_hit(f[k][0], lesions[k], HIT_FACTOR) >= 0 if f[k] else False for k in located]
             for f in found
         ],
         float,
@@ -201,14 +202,23 @@ def cross_validate_lesion(
     lam: float,
     folds: int,
     seeds: Sequence[int],
+    overlap: bool = False,
 ) -> tuple[dict[str, Any], FloatArray, FloatArray]:
     """CV figures, and the seed-mean out-of-fold exam logits and max differences (for the
-    served head's beta and calibration). ``x``: exam vectors; all images paired."""
+    served head's beta and calibration). ``x``: exam vectors; all images paired. ``overlap``:
+    outlines label every touched cell (``cell_labels``), to measure that rule against it."""
     if (partner < 0).any():
         raise ValueError("the lesion head's CV needs every breast paired")
     n = len(y)
     labels = [
-        cell_labels(data.prepared[k], data.feats[k].grids["mid"], data.lesions[k], bool(y[k]))
+        cell_labels(
+            data.prepared[k],
+            data.feats[k].grids["mid"],
+            data.lesions[k],
+            bool(y[k]),
+            data.mask(k),
+            overlap,
+        )
         for k in range(n)
     ]
     classes = [_class_of(a) if y[k] else "normal" for k, a in enumerate(abnormality)]
@@ -319,7 +329,9 @@ def train_lesion_head(
         seeds,
     )
     labels = [
-        cell_labels(cells.prepared[k], cells.feats[k].grids["mid"], r.lesions, bool(y[k]))
+        cell_labels(
+            cells.prepared[k], cells.feats[k].grids["mid"], r.lesions, bool(y[k]), cells.mask(k)
+        )
         for k, r in enumerate(records)
     ]
     weight, bias = fit_cells(cells, labels, pair, range(len(records)), lam, 0)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from node.datasets import qc
 from node.datasets.deid import Pseudonymiser, deidentify
 from node.datasets.importers.collector import Collector, ImportOptions
+from node.datasets.importers.roi import RoiMasks, attach_masks
 from node.datasets.manifest import ImageRecord
 from node.dicom import views
 from node.dicom.pixels import presentation_pixels
@@ -71,7 +72,9 @@ def _assign_identity(ds: Dataset, truth: DicomLabel) -> None:
 def import_dicom(
     options: ImportOptions, collector: Collector, lookup: LabelLookup | None = None
 ) -> None:
-    """DICOM files under the source folder (any depth), de-identified on the way in."""
+    """DICOM files under the source folder (any depth), de-identified on the way in; ROI
+    masks (CBIS-DDSM) become lesion masks of their images (``node.datasets.importers.roi``)."""
+    rois = RoiMasks()
     secret = secrets.token_bytes(32)
     pseudonyms = Pseudonymiser(secret)
     if options.keep_dicom:
@@ -81,6 +84,8 @@ def import_dicom(
             ds = _read_dicom(path)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
             collector.reject(str(path), qc.UNREADABLE, f"not readable DICOM: {exc}")
+            continue
+        if rois.offer(path, ds):
             continue
         problem = qc.check_header(ds, options.modalities)
         if problem:
@@ -96,6 +101,7 @@ def import_dicom(
             collector.reject(str(path), qc.UNREADABLE, str(exc))
             continue
         found = views.normalise_dataset(ds)
+        source_patient = str(ds.get("PatientID", "")).strip()
         laterality = truth.laterality or found.laterality
         view = truth.view or found.view
         _assign_identity(ds, truth)
@@ -115,8 +121,11 @@ def import_dicom(
             density_acr=truth.density_acr,
             source=options.format,
         )
-        if collector.add(str(path), pixels, 16, record) and options.keep_dicom:
-            ds.save_as(options.out / "dicom" / f"{image_id}.dcm", enforce_file_format=True)
+        if collector.add(str(path), pixels, 16, record):
+            rois.images[source_patient] = image_id
+            if options.keep_dicom:
+                ds.save_as(options.out / "dicom" / f"{image_id}.dcm", enforce_file_format=True)
+    attach_masks(rois, collector)
     if options.reid_key is not None:
         pseudonyms.write_key(options.reid_key)
 
