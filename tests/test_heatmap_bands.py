@@ -23,6 +23,12 @@ from node.writers.heatmap_bands import (
 from node.writers.outputs import build_outputs
 
 
+def _bands_by_comparison(heatmap: np.ndarray) -> list[np.ndarray]:
+    """The bands as the module docstring defines them, one comparison per bound."""
+    upper = (*BANDS[1:], np.inf)
+    return [(heatmap >= low) & (heatmap < high) for low, high in zip(BANDS, upper, strict=True)]
+
+
 @functools.cache
 def _segs() -> tuple[Dataset, ...]:
     sources, exam = _exam()
@@ -50,7 +56,8 @@ def test_binary_bands_on_their_source_with_a_legend() -> None:
         assert len(colours) == len(BANDS)  # one colour per band
         # The frames are the bands of the heatmap (one frame per segment, in order).
         frames = seg.pixel_array.reshape(len(BANDS), *image.prediction.heatmap.shape)
-        for frame, mask in zip(frames, band_masks(image.prediction.heatmap), strict=True):
+        bands = _bands_by_comparison(image.prediction.heatmap)
+        for frame, mask in zip(frames, bands, strict=True):
             assert np.array_equal(frame.astype(bool), mask)
     assert len({seg.SeriesInstanceUID for seg in _segs()}) == len(_segs())
 
@@ -66,6 +73,18 @@ def test_each_probability_falls_in_at_most_one_band(value: float) -> None:
     else:
         (band,) = hits
         assert BANDS[band] <= value and (band + 1 == len(BANDS) or value < BANDS[band + 1])
+
+
+def test_values_on_and_beside_each_bound_fall_as_the_comparisons_say() -> None:
+    # The label map (one searchsorted) must agree with the float32 comparisons exactly,
+    # also on a bound and one ulp either side of it.
+    values = [0.0, 1.0]
+    for bound in BANDS:
+        b = np.float32(bound)
+        values += [b, np.nextafter(b, np.float32(0)), np.nextafter(b, np.float32(1))]
+    heatmap = np.array(values, dtype=np.float32).reshape(1, -1)
+    for mask, expected in zip(band_masks(heatmap), _bands_by_comparison(heatmap), strict=True):
+        assert np.array_equal(mask, expected)
 
 
 def test_a_heatmap_that_is_not_a_probability_raises() -> None:

@@ -76,3 +76,25 @@ def test_a_heatmap_that_is_not_a_probability_raises() -> None:
     hot = replace(first, prediction=replace(first.prediction, heatmap=first.prediction.heatmap * 2))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         build_heatmap_segmentations(sources, replace(exam, images=[hot, *exam.images[1:]]))
+
+
+@pytest.mark.parametrize("top", [1.0, 1.5])
+def test_the_range_check_answers_as_highdicom_does(top: float) -> None:
+    # The writer's one-segment check (min and max) against highdicom's own (np.unique).
+    from highdicom.seg import Segmentation, SegmentationTypeValues
+
+    from node.writers.heatmap_seg import _ProbabilitySegmentation
+
+    array = np.linspace(0.0, top, 4 * 5, dtype=np.float32).reshape(1, 4, 5, 1)
+    arguments = (array, np.array([1]), SegmentationTypeValues.FRACTIONAL, np.uint8)
+    answers = []
+    for check in (
+        Segmentation._check_and_cast_pixel_array,
+        _ProbabilitySegmentation._check_and_cast_pixel_array,
+    ):
+        try:
+            pixels, overlap = check(*arguments)
+            answers.append((np.asarray(pixels).tobytes(), overlap))
+        except ValueError as error:
+            answers.append(("ValueError", str(error)))
+    assert answers[0] == answers[1]

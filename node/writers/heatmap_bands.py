@@ -45,6 +45,7 @@ __all__ = [
     "HEATMAP_BANDS_SERIES_DESCRIPTION",
     "HEATMAP_BANDS_SERIES_NUMBER",
     "band_label",
+    "band_labels",
     "band_masks",
     "build_heatmap_band_segmentations",
     "heatmap_bands",
@@ -66,14 +67,23 @@ def band_label(index: int) -> str:
     return f"Lesion probability {low}-{high}%"
 
 
-def band_masks(heatmap: npt.NDArray[np.floating]) -> list[npt.NDArray[np.bool_]]:
-    """One mask per band; every pixel is in at most one (see the module docstring)."""
+def band_labels(heatmap: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
+    """Each pixel's band number (1 = the lowest band; 0 below ``BANDS[0]``): the label map
+    highdicom takes for a BINARY SEG whose segments cannot overlap, so it checks one maximum
+    instead of summing every segment's frame at full resolution."""
     if heatmap.ndim != 2:
         raise ValueError(f"a heatmap is one 2-D frame, got shape {heatmap.shape}")
     if not np.all(np.isfinite(heatmap)) or heatmap.min() < 0.0 or heatmap.max() > 1.0:
         raise ValueError("a heatmap must hold lesion probabilities in [0, 1]")
-    upper = (*BANDS[1:], np.inf)
-    return [(heatmap >= low) & (heatmap < high) for low, high in zip(BANDS, upper, strict=True)]
+    # The bounds in the heatmap's own dtype, so a value equal to a bound lands in its band.
+    bounds = np.asarray(BANDS, dtype=heatmap.dtype)
+    return np.searchsorted(bounds, heatmap, side="right").astype(np.uint8)
+
+
+def band_masks(heatmap: npt.NDArray[np.floating]) -> list[npt.NDArray[np.bool_]]:
+    """One mask per band; every pixel is in at most one (see the module docstring)."""
+    labels = band_labels(heatmap)
+    return [labels == number for number in range(1, len(BANDS) + 1)]
 
 
 def _segment(exam: ExamResult, image: ImageResult, index: int) -> hd.seg.SegmentDescription:
@@ -101,11 +111,11 @@ def _segment(exam: ExamResult, image: ImageResult, index: int) -> hd.seg.Segment
 def _band_segmentation(
     exam: ExamResult, source: Dataset, image: ImageResult, number: int
 ) -> Dataset:
-    masks = band_masks(source_sized_heatmap(source, image))
+    labels = band_labels(source_sized_heatmap(source, image))
     seg = hd.seg.Segmentation(
         source_images=[source],
         **equipment_arguments(exam.model),
-        pixel_array=np.stack(masks, axis=-1)[np.newaxis],  # (frames, rows, columns, segments)
+        pixel_array=labels[np.newaxis],  # (frames, rows, columns): band numbers, 0 = none
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(exam, image, index) for index in range(len(BANDS))],
         # One series per image: OHIF shows only the last SEG instance of a series.
