@@ -12,8 +12,10 @@ shared machine falls on each alike. Printed, per setup:
 - sustained: ``--sustained`` small exams sent back to back; exams per hour from the first
   C-STORE to the last job done;
 - peak RSS of the node process and of its Orthanc (VmHWM) at the end;
-- ingest: C-STORE seconds for small exams into the first setup's Orthanc (plugin and node
-  running) against Orthanc alone (the same generated config without the plugin), in turn;
+- ingest: C-STORE seconds into the last setup's Orthanc (plugin and node running, its workers
+  scoring what arrives) against Orthanc alone (the same generated config without the plugin),
+  in turn; and the same for an intake-only node (workers 0: the plugin, the forwarding and
+  the node's intake, no inference), which separates the plugin's cost from the model's;
 - fetch: one full-size instance by WADO-RS, gzip against identity encoding, in turn.
 
 Timings on a shared machine are inflated; compare columns, and read the load average
@@ -450,10 +452,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data_dir=Path(scratch) / f"setup-{len(setups)}",
                 )
             )
-        for setup in setups:
+        intake: Setup | None = None
+        if args.ingest_rounds:  # the plugin and intake without inference competing
+            tree_label, tree = trees[-1]
+            intake = Setup(
+                label=f"{tree_label}:intake-only:w0",
+                tree=tree,
+                model=models[0],
+                workers=0,
+                threads=threads[0],
+                stable_age=args.stable_age,
+                data_dir=Path(scratch) / "setup-intake",
+            )
+        for setup in [*setups, *([intake] if intake else [])]:
             stack.callback(setup.stop)
             setup.start()
-        for setup in tqdm(setups, desc="starting", unit="node"):
+        for setup in tqdm([*setups, *([intake] if intake else [])], desc="starting", unit="node"):
             setup.wait_ready()
         print(f"setups: {', '.join(s.label for s in setups)}; load average {load()}")
 
@@ -472,14 +486,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{setup.label:<34}node {node:>8.0f}   orthanc {orthanc:>8.0f}")
         if args.ingest_rounds:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
-            target = setups[-1]
+            assert intake is not None
             for size in sizes:
-                ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
-                print(
-                    f"\ningest {size}, {target.label} vs Orthanc alone: node/alone throughput "
-                    f"median {statistics.median(ratios):.3f} "
-                    f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
-                )
+                for target in (setups[-1], intake):
+                    ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
+                    print(
+                        f"\ningest {size}, {target.label} vs Orthanc alone: node/alone "
+                        f"throughput median {statistics.median(ratios):.3f} (rounds: "
+                        f"{', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
+                    )
         if args.fetch_repeats:
             for setup in setups[:: len(models) * len(workers) * len(threads)]:
                 medians = fetch_encodings(setup, args.fetch_repeats)

@@ -6,8 +6,10 @@ httpx's exceptions become the node's in ``node.net.http``; a resource Orthanc do
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -15,6 +17,9 @@ from node.errors import FinalError, NotFound
 from node.net.http import json_of, path_segment, request
 
 PEER = "Orthanc"
+#: Instance headers kept (about 2 KB each): an exam's intake reads each header once, not once
+#: per arriving instance (reading one makes Orthanc parse the stored file).
+TAGS_CACHE_SIZE: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,11 @@ class OrthancRest:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), auth=(username, password), timeout=timeout
         )
+        # Headers by (Orthanc id, stored file): a file stored again under the same id (deleted
+        # and re-sent) has a new FileUuid, so its header is read again.
+        self._tags: OrderedDict[tuple[str, str], InstanceTags] = OrderedDict()
+        self._file_of: dict[str, str] = {}  # Orthanc id -> FileUuid, from study_instances
+        self._tags_lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
@@ -94,9 +104,34 @@ class OrthancRest:
         return bool(self._get(f"/studies/{path_segment(study_id)}").get("IsStable", False))
 
     def study_instances(self, study_id: str) -> list[str]:
-        return [i["ID"] for i in self._get(f"/studies/{path_segment(study_id)}/instances")]
+        instances = self._get(f"/studies/{path_segment(study_id)}/instances")
+        with self._tags_lock:
+            for instance in instances:
+                if isinstance(instance.get("FileUuid"), str):
+                    self._file_of[instance["ID"]] = instance["FileUuid"]
+            while len(self._file_of) > TAGS_CACHE_SIZE:
+                del self._file_of[next(iter(self._file_of))]
+        return [i["ID"] for i in instances]
 
     def instance_tags(self, instance_id: str) -> InstanceTags:
+        """The instance's header; read once per stored file when ``study_instances`` named
+        the file (an unnamed one is read every time)."""
+        with self._tags_lock:
+            file_uuid = self._file_of.get(instance_id)
+            key = (instance_id, file_uuid or "")
+            cached = self._tags.get(key) if file_uuid else None
+            if cached is not None:
+                self._tags.move_to_end(key)
+                return cached
+        tags = self._read_tags(instance_id)
+        if file_uuid:
+            with self._tags_lock:
+                self._tags[key] = tags
+                while len(self._tags) > TAGS_CACHE_SIZE:
+                    self._tags.popitem(last=False)
+        return tags
+
+    def _read_tags(self, instance_id: str) -> InstanceTags:
         tags = self._get(f"/instances/{path_segment(instance_id)}/simplified-tags")
 
         def text(name: str) -> str:

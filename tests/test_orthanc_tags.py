@@ -1,0 +1,63 @@
+"""Intake reads each instance header from a real Orthanc once per stored file: an exam's
+instances arrive one by one and each arrival reads the study again, so without the cache
+Orthanc parsed every earlier file once more per arrival. A file stored again under the same
+Orthanc id (deleted, then re-sent corrected) is read again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from node.net.dimse import Peer, send
+from node.net.orthanc_rest import OrthancRest
+from node.runtime.embedded import EmbeddedOrthanc
+from node.synthetic.dicom import synthetic_exam
+from tests.harness import make_settings, needs_orthanc, start_orthanc
+
+pytestmark = [pytest.mark.slow, needs_orthanc]
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedOrthanc]:
+    orthanc = start_orthanc(make_settings(Path(tmp_path_factory.mktemp("tags"))))
+    yield orthanc
+    orthanc.stop()
+
+
+def test_each_stored_file_is_read_once(orthanc: EmbeddedOrthanc) -> None:
+    settings = orthanc.settings
+    peer = Peer("127.0.0.1", settings.dicom_port, settings.aet, "MODALITY1")
+    exam = [dataset for dataset, _ in synthetic_exam(7301)]
+    rest = OrthancRest(
+        f"http://127.0.0.1:{settings.http_port}", settings.http_user, settings.http_password
+    )
+    reads: list[str] = []
+
+    def count(request: httpx.Request) -> None:
+        if request.url.path.endswith("/simplified-tags"):
+            reads.append(request.url.path.split("/")[2])
+
+    rest._http.event_hooks["request"].append(count)
+    try:
+        for arrived, dataset in enumerate(exam, start=1):
+            send(peer, [dataset])
+            (study,) = rest._get("/studies")
+            tags = [rest.instance_tags(i) for i in rest.study_instances(study)]
+            assert len(tags) == arrived
+        assert len(reads) == len(exam) == len(set(reads))  # each header read once
+
+        # Re-sent corrected under the same UIDs: a new stored file, read again.
+        first = exam[0]
+        old = rest.instance_tags(reads[0])
+        rest._call("DELETE", f"/instances/{reads[0]}")
+        first.ImageLaterality = "L" if first.ImageLaterality == "R" else "R"
+        send(peer, [first])
+        tags = {t.orthanc_id: t for t in map(rest.instance_tags, rest.study_instances(study))}
+        assert len(reads) == len(exam) + 1
+        assert tags[reads[0]].header["ImageLaterality"] != old.header["ImageLaterality"]
+        assert tags[reads[0]].header["ImageLaterality"] == first.ImageLaterality
+    finally:
+        rest.close()
