@@ -7,12 +7,17 @@ them), scores it once to warm up, then ``--exams`` times through ``predict_exam`
 breast against the other for the exam-aware model).
 
     .venv/bin/python bench/inference.py [--models mias-contralateral/1.0.0 mias-contralateral/1.1.0]
-        [--threads 1 2] [--exams 3] [--rows 3328 --columns 2560]
+        [--threads 1 2] [--exams 3] [--rows 3328 --columns 2560] [--batch-norm folded unfolded]
+
+``--batch-norm unfolded`` runs the backbone as the weights file defines it (a batch norm after
+every convolution) instead of folded into the convolutions, which is what the node serves.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import resource
 import subprocess
@@ -25,6 +30,7 @@ import torch
 from node.dicom.pixels import presentation_pixels
 from node.dicom.views import normalise_dataset
 from node.domain import ExamImage
+from node.inference import backbones, contralateral
 from node.inference.scoring import predict_exam
 from node.models.registry import load_model
 from node.synthetic.dicom import synthetic_exam
@@ -32,9 +38,14 @@ from node.synthetic.dicom import synthetic_exam
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
-def child(ref: str, threads: int, exams: int, rows: int, columns: int) -> dict[str, object]:
+def child(
+    ref: str, threads: int, exams: int, rows: int, columns: int, batch_norm: str
+) -> dict[str, object]:
     """One measurement, in this process."""
     torch.set_num_threads(threads)
+    if batch_norm == "unfolded":  # the model loads its backbone through this name
+        unfolded = functools.partial(backbones.load_backbone, fold=False)
+        contralateral.load_backbone = unfolded  # type: ignore[attr-defined,assignment]
     started = time.perf_counter()
     model = load_model(MODELS, ref, device="cpu")
     load_s = time.perf_counter() - started
@@ -51,6 +62,7 @@ def child(ref: str, threads: int, exams: int, rows: int, columns: int) -> dict[s
     per_exam = sorted(times)[len(times) // 2]
     return {
         "model": ref,
+        "batch_norm": batch_norm,
         "threads": threads,
         "images_per_exam": len(images),
         "image_size": f"{rows}x{columns}",
@@ -71,40 +83,52 @@ def main() -> None:
     parser.add_argument("--exams", type=int, default=3)
     parser.add_argument("--rows", type=int, default=3328)
     parser.add_argument("--columns", type=int, default=2560)
-    parser.add_argument("--child", nargs=2, metavar=("MODEL", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch-norm",
+        nargs="+",
+        choices=["folded", "unfolded"],
+        default=["folded"],
+        help="backbone batch norms folded into the convolutions (as served) or not",
+    )
+    parser.add_argument(
+        "--child", nargs=3, metavar=("MODEL", "THREADS", "BN"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
-        result = child(args.child[0], int(args.child[1]), args.exams, args.rows, args.columns)
+        ref, threads, batch_norm = args.child
+        result = child(ref, int(threads), args.exams, args.rows, args.columns, batch_norm)
         print(json.dumps(result))
         return
-    print("| model | threads | s/exam (median) | s/image | peak RSS MB | load s | compared |")
-    print("|---|---|---|---|---|---|---|")
-    for ref in args.models:
-        for threads in args.threads:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    ref,
-                    str(threads),
-                    "--exams",
-                    str(args.exams),
-                    "--rows",
-                    str(args.rows),
-                    "--columns",
-                    str(args.columns),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(
-                f"| {r['model']} | {r['threads']} | {r['exam_s_median']} | {r['image_s']} "
-                f"| {r['peak_rss_mb']} | {r['load_s']} | {r['compared']} |",
-                flush=True,
-            )
+    print(
+        "| model | batch norm | threads | s/exam (median) | s/image | peak RSS MB | load s | compared |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for ref, batch_norm, threads in itertools.product(args.models, args.batch_norm, args.threads):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                ref,
+                str(threads),
+                batch_norm,
+                "--exams",
+                str(args.exams),
+                "--rows",
+                str(args.rows),
+                "--columns",
+                str(args.columns),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"| {r['model']} | {r['batch_norm']} | {r['threads']} | {r['exam_s_median']} | {r['image_s']} "
+            f"| {r['peak_rss_mb']} | {r['load_s']} | {r['compared']} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
