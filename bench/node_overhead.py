@@ -254,11 +254,11 @@ def latency(setups: Sequence[Setup], exams: int, sizes: Sequence[str]) -> None:
             print(f"{column:<22}" + "".join(f"{v:>{width}.3f}" for v in values))
 
 
-def sustained(setups: Sequence[Setup], count: int) -> dict[str, float]:
-    """Exams per hour with ``count`` small exams sent back to back to each setup."""
+def sustained(setups: Sequence[Setup], count: int, size: str = "small") -> dict[str, float]:
+    """Exams per hour with ``count`` exams of ``size`` sent back to back to each setup."""
     rates: dict[str, float] = {}
     for number, setup in enumerate(tqdm(setups, desc="sustained", unit="setup")):
-        batch = [exam(50_000 + 1000 * number + index, "small") for index in range(count)]
+        batch = [exam(50_000 + 1000 * number + index, size) for index in range(count)]
         started = time.time()
         for datasets in batch:
             send(setup.peer, datasets)
@@ -407,6 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="small exams sent back to back per setup for exams/hour (0: skip; default 8)",
     )
     parser.add_argument(
+        "--sustained-size",
+        choices=list(SIZES),
+        default="small",
+        help="image size of the sustained exams (full: peak RSS with every worker busy on "
+        "full-size images; default small)",
+    )
+    parser.add_argument(
         "--ingest-rounds",
         type=int,
         default=3,
@@ -476,8 +483,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.exams:
             latency(first, args.exams, sizes)
         if args.sustained:
-            rates = sustained(setups, args.sustained)
-            print(f"\nsustained small exams, {args.sustained} back to back (load average {load()})")
+            rates = sustained(setups, args.sustained, args.sustained_size)
+            print(
+                f"\nsustained {args.sustained_size} exams, {args.sustained} back to back "
+                f"(load average {load()})"
+            )
             for label, rate in rates.items():
                 print(f"{label:<34}{rate:>10.0f} exams/hour")
         print("\npeak RSS (VmHWM), MB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,13 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from scipy import ndimage
 
 from node.domain import ExamImage, ExamSummary, ImagePrediction, ImageSummary
 from node.errors import InvalidInput, InvalidModelConfig
 from node.inference.backbones import BACKBONES
 from node.inference.breast import breast_mask, inside, source_breast_mask
-from node.inference.contralateral import ContralateralModel, Head, pair_by_view
+from node.inference.contralateral import ContralateralModel, Head, pair_by_view, peaks
 from node.inference.predict import predict_paths, read_manifest_csv
 from node.inference.scoring import predict_exam
 from node.models.registry import (
@@ -241,3 +243,38 @@ def test_the_shipped_live_model_is_served_and_documented() -> None:
     card = (LIVE / "MODEL_CARD.md").read_text()
     for words in ("NOT FOR CLINICAL USE", "Suckling", "Apache-2.0", "optimistic", "fallback"):
         assert words in card
+
+
+def _peaks_on_the_whole_grid(
+    heat: np.ndarray, mask: np.ndarray, limit: int = 3
+) -> list[tuple[int, int, float, float]]:
+    """The findings rule, each found disc cleared over the whole grid (the reference)."""
+    h = np.where(mask & np.isfinite(heat), heat, -np.inf)
+    median = float(np.median(h[np.isfinite(h)]))
+    rows = np.where(mask.any(1))[0]
+    span = float(rows[-1] - rows[0] + 1)
+    work = h.copy()
+    rr, cc = np.ogrid[: h.shape[0], : h.shape[1]]
+    found = []
+    for _ in range(limit):
+        r, c = divmod(int(np.argmax(work)), h.shape[1])
+        peak = float(work[r, c])
+        if not np.isfinite(peak):
+            break
+        region, _ = ndimage.label(h > 0.5 * (peak + median))
+        area = float((region == region[r, c]).sum()) if region[r, c] else 1.0
+        radius = min(math.sqrt(area / math.pi), span / 6)
+        found.append((r, c, radius, peak))
+        work[(rr - r) ** 2 + (cc - c) ** 2 <= max(radius, 0.1 * span) ** 2] = -np.inf
+    return found
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_peaks_clear_each_disc_in_its_box_as_on_the_whole_grid(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(40, 300)), int(rng.integers(40, 300)))
+    heat = ndimage.gaussian_filter(rng.normal(size=shape), sigma=float(rng.uniform(1, 8)))
+    mask = np.zeros(shape, dtype=bool)
+    mask[:, : int(rng.integers(10, shape[1]))] = True  # a breast against one edge
+    heat = np.where(mask, heat, np.nan).astype(np.float32)
+    assert peaks(heat, mask) == _peaks_on_the_whole_grid(heat, mask)

@@ -247,10 +247,15 @@ def peaks(
         if not np.isfinite(peak):
             break
         region, _ = ndimage.label(h > 0.5 * (peak + median))
-        area = float((region == region[r, c]).sum()) if region[r, c] else 1.0
+        area = float(np.count_nonzero(region == region[r, c])) if region[r, c] else 1.0
         radius = min(math.sqrt(area / math.pi), span / 6)
         found.append((r, c, radius, peak))
-        work[(rr - r) ** 2 + (cc - c) ** 2 <= max(radius, _MIN_SEPARATION * span) ** 2] = -np.inf
+        # The disc around the peak, tested in its bounding box only (full-size images).
+        reach = max(radius, _MIN_SEPARATION * span)
+        r0, r1 = max(0, math.floor(r - reach)), min(h.shape[0], math.floor(r + reach) + 1)
+        c0, c1 = max(0, math.floor(c - reach)), min(h.shape[1], math.floor(c + reach) + 1)
+        disc = (rr[r0:r1] - r) ** 2 + (cc[:, c0:c1] - c) ** 2 <= reach**2
+        work[r0:r1, c0:c1][disc] = -np.inf
     return found
 
 
