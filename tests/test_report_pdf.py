@@ -6,6 +6,7 @@ Checked with pdffonts and pdftotext -bbox from poppler-utils.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import html
 import re
@@ -15,10 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from reportlab.pdfbase.pdfmetrics import getFont
 from test_summary import _document, _exam, _pdf, _poppler
 
 from node.domain import Finding
 from node.writers.locales import LANGUAGES, load_locale
+from node.writers.pdf_page import Page
 from node.writers.report_pdf import MAX_FINDING_ROWS, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +56,7 @@ def _crowded_document(language: str) -> bytes:
     ]
     image = exam.images[0]
     crowded = replace(image, prediction=replace(image.prediction, findings=many))
-    first = sources[0].copy()
+    first = copy.deepcopy(sources[0])  # the cached sources stay as they are
     first.PatientName = "Abercrombie-Featherstonehaugh^Maximiliana Konstantina"
     crowded_exam = replace(exam, images=[crowded, *exam.images[1:]])
     return render_report([first, *sources[1:]], crowded_exam, load_locale(language))
@@ -104,3 +107,12 @@ def test_another_process_draws_the_same_bytes() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == hashlib.sha256(_document(_pdf("kk"))).hexdigest()
+
+
+def test_a_page_abandoned_half_drawn_is_not_kept_by_the_fonts() -> None:
+    fonts = [getFont(name) for name in ("MammoNodeSans", "MammoNodeSans-Bold")]
+    page = Page("title", "author")
+    page.text(0.6, 1.0, "Қазақ", bold=True)  # reportlab starts a subset for this document
+    assert any(page.canvas._doc in font.state for font in fonts)
+    page.release()
+    assert not any(page.canvas._doc in font.state for font in fonts)

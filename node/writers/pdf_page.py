@@ -21,7 +21,7 @@ from reportlab.lib.colors import Color, black
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase.pdfdoc import PDFDictionary, PDFInfo, PDFString
-from reportlab.pdfbase.pdfmetrics import registerFont, stringWidth
+from reportlab.pdfbase.pdfmetrics import getFont, registerFont, stringWidth
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
@@ -176,3 +176,10 @@ class Page:
         self.canvas.showPage()
         self.canvas.save()
         return self.buffer.getvalue()
+
+    def release(self) -> None:
+        """Drops this document from the fonts' subset state, which reportlab keeps in the
+        process-wide font objects until the document is saved: a page abandoned on an error
+        would otherwise stay in memory for good."""
+        for name in _fonts():
+            getFont(name).state.pop(self.canvas._doc, None)

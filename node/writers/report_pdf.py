@@ -237,13 +237,16 @@ def render_report(sources: Sequence[Dataset], exam: ExamResult, locale: Locale) 
     """The one-page report as PDF bytes."""
     pairs = pair_sources(sources, exam)
     page = Page(locale.text("document_title"), NODE_MANUFACTURER)
-    y = _draw_header(page, exam, pairs[0][0], locale)
-    y = _draw_findings(page, pairs, exam, locale, max(3.5, y + 0.3))
-    _draw_views_and_model(page, pairs, exam, locale, y)
-    page.text(0.6, _FOOTER, locale.text("disclaimer"), size=8)
-    warning = locale.text("not_for_clinical_use")
-    page.text(WIDTH / 2, 11.2, warning, size=12, bold=True, color=_RED, centred=True)
-    return page.finish()
+    try:
+        y = _draw_header(page, exam, pairs[0][0], locale)
+        y = _draw_findings(page, pairs, exam, locale, max(3.5, y + 0.3))
+        _draw_views_and_model(page, pairs, exam, locale, y)
+        page.text(0.6, _FOOTER, locale.text("disclaimer"), size=8)
+        warning = locale.text("not_for_clinical_use")
+        page.text(WIDTH / 2, 11.2, warning, size=12, bold=True, color=_RED, centred=True)
+        return page.finish()
+    finally:
+        page.release()
 
 
 def build_report_pdf(
