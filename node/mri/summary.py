@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import threading
 from collections.abc import Sequence
 from typing import Final
 
@@ -36,10 +37,7 @@ from node.writers.provenance import (
     contributing_equipment,
     equipment_arguments,
 )
-from node.writers.report_pdf import (  # one lock for every PDF drawn
-    _MATPLOTLIB_LOCK,
-    copy_patient_and_study,
-)
+from node.writers.report_pdf import copy_patient_and_study
 from node.writers.summary import UTF8
 
 __all__ = [
@@ -53,6 +51,8 @@ __all__ = [
 MRI_SC_SERIES_NUMBER: Final = 9404
 MRI_PDF_SERIES_NUMBER: Final = 9405
 _DPI: Final = 110  # the SC: 910 x 1286 pixels
+# rcParams are process-wide and workers are threads: one PDF is drawn at a time.
+_MATPLOTLIB_LOCK: Final = threading.Lock()
 
 
 def _uid(exam: DceExam, scorer: KineticScorer, *kind: str) -> str:

@@ -367,7 +367,8 @@ def pdf_font(bold: bool = False) -> Path:
     options = subset.Options(glyph_names=True, notdef_outline=True, recommended_glyphs=True)
     options.drop_tables += ["GSUB", "GPOS", "FFTM"]
     options.layout_features = []
-    ttf = TTFont(str(BOLD_FONT_PATH if bold else FONT_PATH))
+    # DejaVu's own timestamp, not the time of saving: the same PDFs from every process
+    ttf = TTFont(str(BOLD_FONT_PATH if bold else FONT_PATH), recalcTimestamp=False)
     subsetter = subset.Subsetter(options)
     subsetter.populate(unicodes=[c for lo, hi in PDF_FONT_RANGES for c in range(lo, hi + 1)])
     subsetter.subset(ttf)

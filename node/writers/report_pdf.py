@@ -6,34 +6,28 @@ findings table, the model's provenance, the marked views (:mod:`node.writers.ren
 "NOT FOR CLINICAL USE", in the configured language. highdicom 0.28 has no Encapsulated PDF
 class, so the IOD (PS3.3 A.45.1) is built here with pydicom, module by module.
 
-The PDF is drawn with matplotlib's PDF backend with TrueType (Type 42) fonts, so its text is
-real text (searchable, copyable, read by ``pdftotext``), and without a creation date, so the
-same results always give the same bytes.
+The page is drawn with reportlab (:mod:`node.writers.pdf_page`): real, embedded TrueType
+text that ``pdftotext`` reads, each block placed below the one before, and no dates, so the
+same results always give the same bytes. matplotlib's PDF backend, used before, laid out and
+subset every glyph itself, which cost most of the writing stage of a small exam.
 """
 
 from __future__ import annotations
 
 import datetime
-import io
-import textwrap
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-import matplotlib
-import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
-from matplotlib.patches import Rectangle
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, EncapsulatedPDFStorage, ExplicitVRLittleEndian
 from pydicom.valuerep import PersonName
+from reportlab.lib.colors import HexColor, white
 
 from node.domain import ExamResult, ImageResult
 from node.writers.locales import DEFAULT_LANGUAGE, Locale, load_locale
 from node.writers.matching import exam_lesions
+from node.writers.pdf_page import RIGHT, WIDTH, Page
 from node.writers.provenance import (
     NODE_DEVICE_SERIAL_NUMBER,
     NODE_MANUFACTURER,
@@ -42,14 +36,7 @@ from node.writers.provenance import (
     contributing_equipment,
     output_uid,
 )
-from node.writers.render import (
-    draw_mosaic,
-    hang_views,
-    location_text,
-    pdf_font,
-    pdf_font_characters,
-    result_text,
-)
+from node.writers.render import draw_mosaic, hang_views, location_text, result_text
 from node.writers.seg import pair_sources
 from node.writers.summary import UTF8
 
@@ -59,12 +46,12 @@ PDF_SERIES_NUMBER: Final = 9111
 PDF_SERIES_DESCRIPTION: Final = "AI report PDF (not for clinical use)"
 MAX_FINDING_ROWS: Final = 6  # the most suspicious lesions; the rest are counted
 
-_PAGE: Final = (8.27, 11.69)  # A4 portrait, inches
+_FOOTER: Final = 10.65  # inches from the top: the disclaimer; all above ends 0.15 in higher
 _THUMBNAIL_TILE: Final = (384, 312)
-_RED: Final = "#c81e1e"
-_GREEN: Final = "#1e7a32"
-# rcParams are process-wide and workers are threads: one PDF is drawn at a time.
-_MATPLOTLIB_LOCK: Final = threading.Lock()
+_COLUMNS: Final = (0.6, 0.9, 1.75, 3.35, 3.95, 6.95)  # the findings table
+_RED: Final = HexColor("#c81e1e")
+_GREEN: Final = HexColor("#1e7a32")
+_GREY: Final = HexColor("#444444")
 
 # Patient (PS3.3 C.7.1.1) and General Study (C.7.2.1) attributes copied from the source;
 # True: Type 2, written empty when the source lacks it.
@@ -104,50 +91,6 @@ def _name(value: object) -> str:
     name = PersonName(str(value or ""))
     parts = [name.family_name, " ".join(p for p in (name.given_name, name.middle_name) if p)]
     return ", ".join(p for p in parts if p)
-
-
-def _drawable(text: str) -> str:
-    """``text`` with "?" for characters the font lacks (a name in a script it does not
-    cover): a visible mark, never an empty box that reads as a letter."""
-    known = pdf_font_characters()
-    return "".join(c if c in known or c == "\n" else "?" for c in text)
-
-
-@dataclass
-class _Page:
-    """A cursor over one figure, in inches from the top-left corner."""
-
-    figure: Figure
-
-    def text(
-        self,
-        x: float,
-        y: float,
-        text: str,
-        size: float = 9,
-        bold: bool = False,
-        color: str = "black",
-        **kwargs: Any,
-    ) -> None:
-        self.figure.text(
-            x / _PAGE[0],
-            1 - y / _PAGE[1],
-            _drawable(text),
-            fontproperties=FontProperties(fname=pdf_font(bold)),
-            fontsize=size,
-            color=color,
-            va="top",
-            **kwargs,
-        )
-
-    def fields(self, x: float, y: float, rows: Sequence[tuple[str, str]], width: int) -> float:
-        """Label: value lines, wrapped at ``width`` characters; returns the next free y."""
-        for label, value in rows:
-            line = f"{label}: {value}" if label else value
-            lines = textwrap.wrap(line, width) or [""]
-            self.text(x, y, "\n".join(lines), size=8.5, linespacing=1.3)
-            y += 0.19 * len(lines)
-        return y
 
 
 def _identification(source: Dataset, locale: Locale) -> list[tuple[str, str]]:
@@ -208,128 +151,102 @@ def _findings_table(
     return header, shown, len(rows) - len(shown)
 
 
-def _draw_header(page: _Page, exam: ExamResult, source: Dataset, locale: Locale) -> None:
-    """Warning band, title, identification (left) and the verdict (right)."""
+def _draw_header(page: Page, exam: ExamResult, source: Dataset, locale: Locale) -> float:
+    """Warning band, title, identification (left) and the verdict (right); returns the y
+    below the taller column."""
     text = result_text(exam, locale)
-    page.figure.patches.append(
-        Rectangle(
-            (0, 1 - 0.45 / _PAGE[1]),
-            1,
-            0.45 / _PAGE[1],
-            transform=page.figure.transFigure,
-            facecolor=_RED,
-            edgecolor="none",
-        )
-    )
+    page.band(0.45, _RED)
     warning = locale.text("not_for_clinical_use")
-    page.text(_PAGE[0] / 2, 0.1, warning, size=13, bold=True, color="white", ha="center")
+    page.text(WIDTH / 2, 0.13, warning, size=13, bold=True, color=white, centred=True)
     page.text(0.6, 0.65, locale.text("title"), size=16, bold=True)
-    page.fields(0.6, 1.15, _identification(source, locale), width=52)
-    page.text(4.4, 1.15, text.exam_score, size=11, bold=True)
-    suggestion = "\n".join(textwrap.wrap(text.suggestion, 34))
+    left = page.fields(0.6, 1.15, _identification(source, locale), width=3.6)
+
+    x = 4.4
+    y = page.text(x, 1.15, text.exam_score, size=11, bold=True) + 0.1
     color = _RED if exam.recall else _GREEN
-    page.text(4.4, 1.45, suggestion, size=10.5, bold=True, color=color, linespacing=1.3)
-    y = 1.75 + 0.22 * suggestion.count("\n")
-    page.fields(4.4, y, [("", locale.text("breast_scores") + ":")], width=60)
-    page.fields(4.6, y + 0.22, text.breasts, width=50)
-    category = textwrap.wrap(text.category, 54)
-    page.text(4.4, y + 0.66, "\n".join(category), size=8, bold=True)
-    page.text(
-        4.4, y + 0.72 + 0.14 * len(category), "\n".join(textwrap.wrap(text.density, 56)), size=8
-    )
+    y = page.text(x, y, text.suggestion, size=10.5, bold=True, color=color) + 0.1
+    y = page.fields(x, y, [("", locale.text("breast_scores") + ":")], width=RIGHT - x)
+    y = page.fields(x + 0.2, y, text.breasts, width=RIGHT - x - 0.2) + 0.04
+    y = page.text(x, y, text.category, size=8, bold=True) + 0.04
+    y = page.text(x, y, text.density, size=8)
+    return max(left, y)
 
 
 def _draw_findings(
-    page: _Page, pairs: Sequence[tuple[Dataset, ImageResult]], exam: ExamResult, locale: Locale
-) -> None:
-    y = 3.5
-    page.text(0.6, y, locale.text("findings"), size=11, bold=True)
+    page: Page,
+    pairs: Sequence[tuple[Dataset, ImageResult]],
+    exam: ExamResult,
+    locale: Locale,
+    y: float,
+) -> float:
+    """The findings table and its notes, from ``y`` down; returns the y below them."""
+    y = page.text(0.6, y, locale.text("findings"), size=11, bold=True) + 0.1
     header, rows, left_out = _findings_table(pairs, locale)
-    columns = (0.6, 0.9, 1.75, 3.35, 3.95, 7.0)
-    y += 0.3
-    for x, cell in zip(columns, header, strict=True):
-        page.text(x, y, "\n".join(textwrap.wrap(cell, 18 if x >= 7.0 else 60)), size=8, bold=True)
-    y += 0.1
+    y = page.row(_COLUMNS, header, y, bold=True) + 0.13
     for cells in rows:
-        y += 0.18
-        location = textwrap.wrap(cells[4], 48)
-        for x, cell in zip(columns, cells, strict=True):
-            page.text(x, y, "\n".join(location) if x == columns[4] else cell, size=8)
-        y += 0.15 * (len(location) - 1)
+        y = page.row(_COLUMNS, cells, y, bold=False) + 0.04
     if not rows:
-        page.text(0.6, y + 0.19, locale.text("no_findings"), size=8.5)
-        y += 0.19
+        y = page.text(0.6, y, locale.text("no_findings"), size=8.5) + 0.04
     if left_out:
-        page.text(0.6, y + 0.19, locale.text("more_findings", count=left_out), size=8.5)
-        y += 0.19
+        y = page.text(0.6, y, locale.text("more_findings", count=left_out), size=8.5) + 0.04
     notes = [locale.text("location_note")] if rows else []
     notes.append(result_text(exam, locale).category_derivation)
     for note in notes:
-        wrapped = textwrap.wrap(note, 120)
-        page.text(0.6, y + 0.25, "\n".join(wrapped), size=7, color="#444444")
-        y += 0.25 + 0.12 * (len(wrapped) - 1)
+        y = page.text(0.6, y + 0.08, note, size=7, color=_GREY)
+    return y
 
 
 def _draw_views_and_model(
-    page: _Page, pairs: Sequence[tuple[Dataset, ImageResult]], exam: ExamResult, locale: Locale
+    page: Page,
+    pairs: Sequence[tuple[Dataset, ImageResult]],
+    exam: ExamResult,
+    locale: Locale,
+    y: float,
 ) -> None:
-    """The marked views as thumbnails (left) and the model's provenance (right)."""
+    """The marked views as thumbnails (left) and the model's provenance (right), from ``y``
+    down to the disclaimer: the thumbnails shrink (0.2 in a step) until the text fits."""
     views = hang_views(pairs, _THUMBNAIL_TILE)
     mosaic = draw_mosaic(views, _THUMBNAIL_TILE, locale, text_scale=1.5)
-    top, height = 6.0, 4.4
-    width = height * mosaic.width / mosaic.height
-    page.text(0.6, top - 0.3, locale.text("marked_views"), size=11, bold=True)
-    axes = page.figure.add_axes(
-        (0.6 / _PAGE[0], 1 - (top + height) / _PAGE[1], width / _PAGE[0], height / _PAGE[1])
-    )
-    axes.imshow(np.asarray(mosaic), interpolation="none")
-    axes.set_axis_off()
-
     model = exam.model
-    x = 0.6 + width + 0.35
-    page.text(x, top - 0.3, locale.text("model"), size=11, bold=True)
-    page.fields(
-        x,
-        top,
-        [
-            (locale.text("model"), model.name),
-            (locale.text("model_version"), model.version),
-            (locale.text("model_manufacturer"), model.manufacturer),
-            (locale.text("intended_use"), model.intended_use),
-            (locale.text("training_data"), model.training_data),
-            (locale.text("operating_point"), locale.percent(model.operating_point)),
-            (locale.text("device_uid"), model.device_uid),
-            (locale.text("study_uid"), exam.StudyInstanceUID),
-            ("", locale.text("generated_by", version=NODE_SOFTWARE_VERSION)),
-        ],
-        width=int((_PAGE[0] - x - 0.4) * 13),
-    )
+    rows = [
+        (locale.text("model"), model.name),
+        (locale.text("model_version"), model.version),
+        (locale.text("model_manufacturer"), model.manufacturer),
+        (locale.text("intended_use"), model.intended_use),
+        (locale.text("training_data"), model.training_data),
+        (locale.text("operating_point"), locale.percent(model.operating_point)),
+        (locale.text("device_uid"), model.device_uid),
+        (locale.text("study_uid"), exam.StudyInstanceUID),
+        ("", locale.text("generated_by", version=NODE_SOFTWARE_VERSION)),
+    ]
+    title = max(5.7, y + 0.2)
+    top = title + 0.3
+    height = min(4.4, _FOOTER - 0.15 - top)
+    for _ in range(12):
+        x = 0.6 + height * mosaic.width / mosaic.height + 0.35
+        if page.fields(x, top, rows, RIGHT - x, draw=False) <= _FOOTER - 0.15 or height < 2.5:
+            break
+        height -= 0.2
+    page.text(0.6, title, locale.text("marked_views"), size=11, bold=True)
+    x = 0.6 + page.image(mosaic, 0.6, top, height) + 0.35
+    page.text(x, title, locale.text("model"), size=11, bold=True)
+    page.fields(x, top, rows, RIGHT - x)
 
 
 def render_report(sources: Sequence[Dataset], exam: ExamResult, locale: Locale) -> bytes:
     """The one-page report as PDF bytes."""
     pairs = pair_sources(sources, exam)
-    page = _Page(Figure(figsize=_PAGE))
-    _draw_header(page, exam, pairs[0][0], locale)
-    _draw_findings(page, pairs, exam, locale)
-    _draw_views_and_model(page, pairs, exam, locale)
-    page.text(0.6, 10.65, "\n".join(textwrap.wrap(locale.text("disclaimer"), 110)), size=8)
-    warning = locale.text("not_for_clinical_use")
-    page.text(_PAGE[0] / 2, 11.2, warning, size=12, bold=True, color=_RED, ha="center")
-
-    buffer = io.BytesIO()
-    with _MATPLOTLIB_LOCK, matplotlib.rc_context({"pdf.fonttype": 42, "pdf.compression": 6}):
-        page.figure.savefig(
-            buffer,
-            format="pdf",
-            metadata={
-                "Title": locale.text("document_title"),
-                "Creator": NODE_MANUFACTURER,
-                "Producer": NODE_MANUFACTURER,
-                "CreationDate": None,
-            },
-        )
-    return buffer.getvalue()
+    page = Page(locale.text("document_title"), NODE_MANUFACTURER)
+    try:
+        y = _draw_header(page, exam, pairs[0][0], locale)
+        y = _draw_findings(page, pairs, exam, locale, max(3.5, y + 0.3))
+        _draw_views_and_model(page, pairs, exam, locale, y)
+        page.text(0.6, _FOOTER, locale.text("disclaimer"), size=8)
+        warning = locale.text("not_for_clinical_use")
+        page.text(WIDTH / 2, 11.2, warning, size=12, bold=True, color=_RED, centred=True)
+        return page.finish()
+    finally:
+        page.release()
 
 
 def build_report_pdf(
