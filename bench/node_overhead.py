@@ -498,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
             assert intake is not None
             for size in sizes:
-                for target in (setups[-1], intake):
+                # Intake only first: the other node is then still scoring what it received.
+                for target in (intake, setups[-1]):
                     ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
                     print(
                         f"\ningest {size}, {target.label} vs Orthanc alone: node/alone "
