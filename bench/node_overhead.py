@@ -497,15 +497,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ingest_rounds:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
             assert intake is not None
-            for size in sizes:
-                # Intake only first: the other node is then still scoring what it received.
-                for target in (intake, setups[-1]):
-                    ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
-                    print(
-                        f"\ningest {size}, {target.label} vs Orthanc alone: node/alone "
-                        f"throughput median {statistics.median(ratios):.3f} (rounds: "
-                        f"{', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
-                    )
+            # Intake only first: the scoring node then still works off what it received.
+            for target, size in itertools.product((intake, setups[-1]), sizes):
+                ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
+                print(
+                    f"\ningest {size}, {target.label} vs Orthanc alone: node/alone "
+                    f"throughput median {statistics.median(ratios):.3f} (rounds: "
+                    f"{', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
+                )
         if args.fetch_repeats:
             for setup in setups[:: len(models) * len(workers) * len(threads)]:
                 medians = fetch_encodings(setup, args.fetch_repeats)
