@@ -14,8 +14,9 @@ shared machine falls on each alike. Printed, per setup:
 - peak RSS of the node process and of its Orthanc (VmHWM) at the end;
 - ingest: C-STORE seconds into the last setup's Orthanc (plugin and node running, its workers
   scoring what arrives) against Orthanc alone (the same generated config without the plugin),
-  in turn; and the same for an intake-only node (workers 0: the plugin, the forwarding and
-  the node's intake, no inference), which separates the plugin's cost from the model's;
+  in turn; and the same for an intake-only node of each tree (workers 0: the plugin, the
+  forwarding and the node's intake, no inference), which separates their cost from the
+  model's;
 - fetch: one full-size instance by WADO-RS, gzip against identity encoding, in turn.
 
 Timings on a shared machine are inflated; compare columns, and read the load average
@@ -459,22 +460,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data_dir=Path(scratch) / f"setup-{len(setups)}",
                 )
             )
-        intake: Setup | None = None
-        if args.ingest_rounds:  # the plugin and intake without inference competing
-            tree_label, tree = trees[-1]
-            intake = Setup(
-                label=f"{tree_label}:intake-only:w0",
-                tree=tree,
-                model=models[0],
-                workers=0,
-                threads=threads[0],
-                stable_age=args.stable_age,
-                data_dir=Path(scratch) / "setup-intake",
-            )
-        for setup in [*setups, *([intake] if intake else [])]:
+        intakes: list[Setup] = []  # per tree: the plugin and intake, no inference competing
+        if args.ingest_rounds:
+            for tree_label, tree in trees:
+                intakes.append(
+                    Setup(
+                        label=f"{tree_label}:intake-only:w0",
+                        tree=tree,
+                        model=models[0],
+                        workers=0,
+                        threads=threads[0],
+                        stable_age=args.stable_age,
+                        data_dir=Path(scratch) / f"setup-intake-{len(intakes)}",
+                    )
+                )
+        for setup in [*setups, *intakes]:
             stack.callback(setup.stop)
             setup.start()
-        for setup in tqdm([*setups, *([intake] if intake else [])], desc="starting", unit="node"):
+        for setup in tqdm([*setups, *intakes], desc="starting", unit="node"):
             setup.wait_ready()
         print(f"setups: {', '.join(s.label for s in setups)}; load average {load()}")
 
@@ -496,9 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{setup.label:<34}node {node:>8.0f}   orthanc {orthanc:>8.0f}")
         if args.ingest_rounds:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
-            assert intake is not None
             # Intake only first: the scoring node then still works off what it received.
-            for target, size in itertools.product((intake, setups[-1]), sizes):
+            for target, size in itertools.product((*intakes, setups[-1]), sizes):
                 ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
                 print(
                     f"\ningest {size}, {target.label} vs Orthanc alone: node/alone "
