@@ -314,20 +314,26 @@ def orthanc_alone(base: Path) -> Iterator[Peer]:
         process.wait(30)
 
 
-def ingest(setup: Setup, alone: Peer, rounds: int, per_round: int, size: str) -> list[float]:
-    """Ratios Orthanc-alone seconds / with-node seconds for ``per_round`` exams, in turn."""
-    ratios = []
-    for index in tqdm(range(rounds), desc=f"ingest {size}", unit="round"):
-        seconds = []
-        for number, peer in enumerate((setup.peer, alone)):
-            batch = [
-                exam(90_000 + 10_000 * number + 100 * index + i, size) for i in range(per_round)
-            ]
-            started = time.perf_counter()
-            for datasets in batch:
-                send(peer, datasets)
-            seconds.append(time.perf_counter() - started)
-        ratios.append(seconds[1] / seconds[0])
+def ingest(
+    targets: Sequence[Setup], alone: Peer, rounds: int, per_round: int, size: str
+) -> dict[str, list[float]]:
+    """Per target, ratios Orthanc-alone seconds / with-node seconds for ``per_round`` exams.
+
+    Each round sends to every target and to Orthanc alone in turn, so a load that comes and
+    goes falls on each alike; every exam is new to the Orthanc it goes to (an instance
+    Orthanc already holds is stored faster, which would flatter the later targets)."""
+    ratios: dict[str, list[float]] = {target.label: [] for target in targets}
+    serial = itertools.count()
+    for _ in tqdm(range(rounds), desc=f"ingest {size}", unit="round"):
+        for target in targets:
+            seconds = []
+            for peer in (target.peer, alone):
+                batch = [exam(90_000 + next(serial), size) for _ in range(per_round)]
+                started = time.perf_counter()
+                for datasets in batch:
+                    send(peer, datasets)
+                seconds.append(time.perf_counter() - started)
+            ratios[target.label].append(seconds[1] / seconds[0])
     return ratios
 
 
@@ -500,13 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ingest_rounds:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
             # Intake only first: the scoring node then still works off what it received.
-            for target, size in itertools.product((*intakes, setups[-1]), sizes):
-                ratios = ingest(target, alone, args.ingest_rounds, args.ingest_exams, size)
-                print(
-                    f"\ningest {size}, {target.label} vs Orthanc alone: node/alone "
-                    f"throughput median {statistics.median(ratios):.3f} (rounds: "
-                    f"{', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
+            for size in sizes:
+                measured = ingest(
+                    [*intakes, setups[-1]], alone, args.ingest_rounds, args.ingest_exams, size
                 )
+                for label, ratios in measured.items():
+                    print(
+                        f"\ningest {size}, {label} vs Orthanc alone: node/alone throughput "
+                        f"median {statistics.median(ratios):.3f} (rounds: "
+                        f"{', '.join(f'{r:.3f}' for r in ratios)}; load average {load()})"
+                    )
         if args.fetch_repeats:
             for setup in setups[:: len(models) * len(workers) * len(threads)]:
                 medians = fetch_encodings(setup, args.fetch_repeats)
