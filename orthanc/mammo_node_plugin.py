@@ -5,11 +5,9 @@ returns at once, so DICOM reception is never blocked. A background thread forwar
 the node over HTTP:
 - a stable study, unless it became stable because of the node's own outputs (the most
   recently updated series is an SR/SEG/... written by the node);
-- a new instance, as "its study grew", unless the node wrote it: the node starts an exam at
-  once when every expected view has arrived, instead of waiting for StableAge, and ignores
-  the notice otherwise. Told once per study per burst: once no instance has arrived for
-  NewInstanceQuietSeconds (0.25 s), or NewInstanceMaxDelaySeconds (1 s) after the first of a
-  steady stream, so a 4-view exam sent image after image costs the node one look, not four.
+- a new instance, as "its study grew" (once per study for instances queued together), unless
+  the node wrote it: the node starts an exam at once when every expected view has arrived,
+  instead of waiting for StableAge, and ignores the notice otherwise.
 Nothing is lost when the node is down: it reconciles from Orthanc's /changes log.
 
 A C-STORE that would leave the storage disk under its reserve is refused before Orthanc
@@ -22,7 +20,6 @@ import json
 import os
 import queue
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -36,8 +33,6 @@ TIMEOUT_SECONDS = float(_SETTINGS.get("TimeoutSeconds", 2.0))
 QUEUE_SIZE = 10000
 STORAGE_DIRECTORY = str(json.loads(orthanc.GetConfiguration()).get("StorageDirectory", "."))
 RESERVE_BYTES = int(_SETTINGS.get("ReserveBytes", 64 * 2**20))
-QUIET_SECONDS = float(_SETTINGS.get("NewInstanceQuietSeconds", 0.25))
-MAX_DELAY_SECONDS = float(_SETTINGS.get("NewInstanceMaxDelaySeconds", 1.0))
 OUT_OF_RESOURCES = 0xA700  # C-STORE "Refused: Out of Resources" (PS3.4 Table B.2-1)
 
 _STOP = object()
@@ -105,17 +100,10 @@ def _forward_stable(study_id):
 
 
 def _forward_loop():
-    grown = []  # studies with new instances, told once the burst is over
-    since = 0.0  # when the first of them grew
+    grown = []  # studies with new instances, told once the queue has been drained
     while True:
         try:
-            if grown:
-                left = since + MAX_DELAY_SECONDS - time.monotonic()
-                if left <= 0:
-                    raise queue.Empty
-                item = _events.get(timeout=min(QUIET_SECONDS, left))
-            else:
-                item = _events.get()
+            item = _events.get(block=not grown)
         except queue.Empty:
             for study_id in grown:
                 forward(study_id, "NewInstance")
@@ -129,8 +117,6 @@ def _forward_loop():
             continue
         study_id = study_of_new_instance(resource_id)
         if study_id is not None and study_id not in grown:
-            if not grown:
-                since = time.monotonic()
             grown.append(study_id)
 
 
