@@ -510,9 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Intake only first: the scoring node then still works off what it received.
             # The intake-only nodes in turn; then the scoring node on its own, last: it goes
             # on scoring what it received after each round, which would slow the others.
-            for size in sizes:
-                measured = ingest(intakes, alone, args.ingest_rounds, args.ingest_exams, size)
-                measured |= ingest(setups[-1:], alone, args.ingest_rounds, args.ingest_exams, size)
+            for targets, size in itertools.product((intakes, setups[-1:]), sizes):
+                measured = ingest(targets, alone, args.ingest_rounds, args.ingest_exams, size)
                 for label, ratios in measured.items():
                     print(
                         f"\ningest {size}, {label} vs Orthanc alone: node/alone throughput "
