@@ -507,7 +507,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{setup.label:<34}node {node:>8.0f}   orthanc {orthanc:>8.0f}")
         if args.ingest_rounds:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
-            # Intake only first: the scoring node then still works off what it received.
             # The intake-only nodes in turn; then the scoring node on its own, last: it goes
             # on scoring what it received after each round, which would slow the others.
             for targets, size in itertools.product((intakes, setups[-1:]), sizes):
