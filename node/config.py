@@ -230,6 +230,9 @@ class Settings:
     # torch's threads in this process, shared by its workers; 0: the usable CPUs divided
     # among the workers (node.inference.threads)
     torch_threads: int = 0
+    # CPU priority (nice, 0-19) the workers compute at: 10 lets DICOM reception, the API and
+    # intake go first on a shared host; 0 leaves them at the process's own priority
+    worker_nice: int = 10
     lease_seconds: float = 120.0
     max_attempts: int = 5
     backoff_seconds: float = 2.0
@@ -283,6 +286,8 @@ class Settings:
             raise ConfigError("workers must be >= 0")
         if not 0 <= self.torch_threads <= 1024:
             raise ConfigError("torch_threads must be 0 (automatic) to 1024")
+        if not 0 <= self.worker_nice <= 19:
+            raise ConfigError("worker_nice must be 0 (as the process) to 19 (lowest priority)")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be >= 1")
         if self.lease_seconds <= 0 or self.poll_seconds <= 0:

@@ -23,7 +23,7 @@ from node.delivery.service import Deliveries
 from node.errors import MammoNodeError, NotFound
 from node.events import EventBus, ExamScored, JobTransitioned
 from node.inference.scoring import ImageModel
-from node.inference.threads import apply_thread_policy
+from node.inference.threads import apply_thread_policy, lower_thread_priority
 from node.ingest.intake import ExamIntake
 from node.ingest.reconcile import Reconciler
 from node.jobs.states import JobState
@@ -207,7 +207,7 @@ class Node:
     def start(self) -> None:
         self.reclaim_predecessor_jobs()
         for index, worker in enumerate(self.workers):
-            self._spawn(f"worker-{index}", worker.run, self._stop)
+            self._spawn(f"worker-{index}", self._work, worker)
         self._spawn("reconciler", self._reconcile_loop)
         self._spawn("deliveries", self.deliveries.run, self._stop, self.settings.poll_seconds)
         log.info(
@@ -234,6 +234,11 @@ class Node:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _work(self, worker: Worker) -> None:
+        """One worker's loop, at the workers' CPU priority (its stage threads inherit it)."""
+        lower_thread_priority(self.settings.worker_nice)
+        worker.run(self._stop)
 
     def _free_and_reserve(self) -> tuple[int, int]:
         space = free_space(self.settings.data_dir)
