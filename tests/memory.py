@@ -19,6 +19,7 @@ from pydicom.multival import MultiValue
 from node.config import Destination
 from node.db import create_engine
 from node.delivery.publishers import Publisher
+from node.dicom.part10 import Part10File
 from node.domain import Finding, ImagePrediction, ModelSpec
 from node.errors import InvalidInput, NotFound, PeerUnavailable, RetryableError
 from node.inference.scoring import ImageModel
@@ -108,11 +109,11 @@ class MemoryPublisher:
         self.sent: list[pydicom.Dataset] = []
         self.down = False
 
-    def publish(self, datasets: Sequence[pydicom.Dataset]) -> int:
+    def publish(self, files: Sequence[Part10File]) -> int:
         if self.down:
             raise RetryableError(f"{self.destination.name}: down")
-        self.sent += datasets
-        return len(datasets)
+        self.sent += [file.dataset() for file in files]
+        return len(files)
 
 
 def simplified_tags(dataset: pydicom.Dataset) -> dict[str, Any]:

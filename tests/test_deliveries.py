@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pydicom
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -15,6 +14,7 @@ from node.config import Destination
 from node.db import create_engine, deliveries_table
 from node.delivery.service import Deliveries, Delivery
 from node.delivery.states import DeliveryState
+from node.dicom.part10 import Part10File
 from node.errors import InvalidTransition, NotFound, RetryableError
 from node.jobs.store import JobStore
 from node.synthetic.dicom import synthetic_exam
@@ -32,13 +32,13 @@ class StandIn:
         self.sent: list[int] = []
         self.fail_next = False
 
-    def publish(self, datasets: Sequence[pydicom.Dataset]) -> int:
+    def publish(self, files: Sequence[Part10File]) -> int:
         if self.fail_next:
             self.fail_next = False
             raise RetryableError("peer down")
         self.during()
-        self.sent.append(len(datasets))
-        return len(datasets)
+        self.sent.append(len(files))
+        return len(files)
 
 
 @pytest.fixture

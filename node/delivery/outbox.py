@@ -3,7 +3,8 @@
 Why on disk: the outputs are written once and each destination is retried from here, so a
 destination that is down never makes the node re-run the model. A job's folder stays until
 every destination has the results (a dead letter keeps it, for an administrator's re-send).
-With several node replicas it must be on a shared volume.
+With several node replicas it must be on a shared volume. Each output is encoded once, here:
+destinations are sent the files' bytes (node.dicom.part10).
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import pydicom
-from pydicom.errors import InvalidDicomError
-
-from node.errors import FinalError
+from node.dicom.part10 import Part10File, part10_bytes
 from node.writers.outputs import Output
 
 
@@ -36,22 +34,19 @@ class Outbox:
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{output.dataset.SOPInstanceUID}.dcm"
             partial = target.with_suffix(".part")
-            output.dataset.save_as(partial, enforce_file_format=True)
+            partial.write_bytes(part10_bytes(output.dataset))
             partial.replace(target)  # atomic: a reader never sees half a file
 
-    def read(self, job_id: int, kinds: Sequence[str]) -> list[pydicom.Dataset]:
-        """The job's outputs of ``kinds``; FinalError for a file that is not DICOM."""
-        datasets: list[pydicom.Dataset] = []
+    def files(self, job_id: int, kinds: Sequence[str]) -> list[Part10File]:
+        """The job's output files of ``kinds``, by their file meta; FinalError for a file
+        that is not DICOM."""
+        files: list[Part10File] = []
         for kind in kinds:
             folder = self.folder(job_id) / kind
             if not folder.is_dir():
                 continue  # this exam has no output of that kind
-            for path in sorted(folder.glob("*.dcm")):
-                try:
-                    datasets.append(pydicom.dcmread(path))
-                except InvalidDicomError as error:
-                    raise FinalError(f"outbox file {path.name} is not DICOM: {error}") from error
-        return datasets
+            files += [Part10File.of(path) for path in sorted(folder.glob("*.dcm"))]
+        return files
 
     def remove(self, job_id: int) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)

@@ -11,20 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import pydicom
-
 from node.config import Destination
+from node.dicom.part10 import Part10File
 from node.errors import ConfigError, FinalError, RetryableError
 from node.net.dicomweb import DicomWebClient
 from node.net.dimse import peer_of, send
 
 
 class Publisher(Protocol):
-    """Sends datasets to one destination; raises RetryableError or FinalError with the cause."""
+    """Sends the outbox's files to one destination; raises RetryableError or FinalError with
+    the cause."""
 
     destination: Destination
 
-    def publish(self, datasets: Sequence[pydicom.Dataset]) -> int: ...
+    def publish(self, files: Sequence[Part10File]) -> int: ...
 
 
 # Storage statuses worth retrying: Refused: Out of Resources (PS3.4 B.2.3). STOW-RS reports
@@ -44,26 +44,28 @@ def raise_for_refused(service: str, failed: Sequence[tuple[str, int]], total: in
 
 
 class DicomWebPublisher:
-    """STOW-RS to a DICOMweb root."""
+    """STOW-RS to a DICOMweb root: the files' bytes as stored, never decoded again."""
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
         self.client = DicomWebClient(destination, timeout=destination.timeout_seconds)
 
-    def publish(self, datasets: Sequence[pydicom.Dataset]) -> int:
-        outcome = self.client.store(datasets)
-        raise_for_refused("STOW-RS", outcome.failed, len(datasets))
+    def publish(self, files: Sequence[Part10File]) -> int:
+        outcome = self.client.store(files)
+        raise_for_refused("STOW-RS", outcome.failed, len(files))
         return len(outcome.stored)
 
 
 class DimsePublisher:
-    """C-STORE over one association."""
+    """C-STORE over one association. The files are decoded: the peer may accept another
+    transfer syntax than the stored one, which needs the dataset to convert."""
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
         self.peer = peer_of(destination)  # loads the TLS files now: a bad path fails at start
 
-    def publish(self, datasets: Sequence[pydicom.Dataset]) -> int:
+    def publish(self, files: Sequence[Part10File]) -> int:
+        datasets = [file.dataset() for file in files]
         outcome = send(self.peer, datasets, timeout=self.destination.timeout_seconds)
         raise_for_refused("C-STORE", outcome.failed, len(datasets))
         return outcome.sent

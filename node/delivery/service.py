@@ -208,8 +208,8 @@ class Deliveries:
                     f"the outbox of job {claimed.job_id} is not in this node's data folder "
                     "(node replicas must share it: the chart's persistence volume)"
                 )
-            datasets = self.outbox.read(claimed.job_id, claimed.kinds)
-            sent = publisher.publish(datasets) if datasets else 0
+            files = self.outbox.files(claimed.job_id, claimed.kinds)
+            sent = publisher.publish(files) if files else 0
         except (RetryableError, OSError) as error:
             self._failed(claimed, attempt, f"{type(error).__name__}: {error}", final=False)
             return

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from node.config import Destination
+from node.dicom.part10 import Part10File, part10_bytes
 from node.dicom.uids import is_valid_uid
 from node.errors import FinalError, InvalidInput, MammoNodeError
 from node.net.http import json_of, path_segment, request
@@ -37,9 +38,15 @@ class StoreOutcome:
 
 
 def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return part10_bytes(dataset)
+
+
+def _stored(item: pydicom.Dataset | Part10File) -> tuple[bytes, str]:
+    """The bytes a STOW-RS part carries, and the object's SOPInstanceUID: a stored file as
+    it is, a dataset encoded now."""
+    if isinstance(item, Part10File):
+        return item.read_bytes(), item.sop_instance_uid
+    return part10_bytes(item), str(item.SOPInstanceUID)
 
 
 class DicomWebClient:
@@ -157,9 +164,11 @@ class DicomWebClient:
                 found.append((str(series), str(sop)))
         return found
 
-    def store(self, datasets: Sequence[pydicom.Dataset]) -> StoreOutcome:
-        """STOW-RS (PS3.18 10.5); instances the peer already holds count as stored."""
-        body, content_type = build_related(dataset_bytes(ds) for ds in datasets)
+    def store(self, objects: Sequence[pydicom.Dataset | Part10File]) -> StoreOutcome:
+        """STOW-RS (PS3.18 10.5) of datasets or stored Part 10 files (sent as they are);
+        instances the peer already holds count as stored."""
+        parts = [_stored(item) for item in objects]
+        body, content_type = build_related(data for data, _ in parts)
         response = self._request(
             "POST",
             "/studies",
@@ -180,7 +189,7 @@ class DicomWebClient:
             reason = int(item.get("00081197", {}).get("Value", [0])[0])
             failed.append((uid, reason))
         failed_uids = {uid for uid, _ in failed}
-        stored = tuple(ds.SOPInstanceUID for ds in datasets if ds.SOPInstanceUID not in failed_uids)
+        stored = tuple(uid for _, uid in parts if uid not in failed_uids)
         return StoreOutcome(stored=stored, failed=tuple(failed))
 
     def echo(self) -> None:
