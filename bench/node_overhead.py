@@ -12,8 +12,8 @@ shared machine falls on each alike. Printed, per setup:
 - sustained: ``--sustained`` small exams sent back to back; exams per hour from the first
   C-STORE to the last job done;
 - peak RSS of the node process and of its Orthanc (VmHWM) at the end;
-- ingest: C-STORE seconds into the last setup's Orthanc (plugin and node running, its workers
-  scoring what arrives) against Orthanc alone (the same generated config without the plugin),
+- ingest: C-STORE seconds into each tree's last setup's Orthanc (plugin and node running, its
+  workers scoring what arrives) against Orthanc alone (the same generated config without the plugin),
   in turn; and the same for an intake-only node of each tree (workers 0: the plugin, the
   forwarding and the node's intake, no inference), which separates their cost from the
   model's;
@@ -322,7 +322,9 @@ def ingest(
 
     Each round sends to every target and to Orthanc alone in turn, so a load that comes and
     goes falls on each alike; every exam is new to the Orthanc it goes to (an instance
-    Orthanc already holds is stored faster, which would flatter the later targets)."""
+    Orthanc already holds is stored faster, which would flatter the later targets). A
+    scoring target's exams are all done before the next send, so its scoring slows only its
+    own reception."""
     ratios: dict[str, list[float]] = {target.label: [] for target in targets}
     serial = itertools.count()
     for _ in tqdm(range(rounds), desc=f"ingest {size}", unit="round"):
@@ -334,6 +336,9 @@ def ingest(
                 for datasets in batch:
                     send(peer, datasets)
                 seconds.append(time.perf_counter() - started)
+                if peer == target.peer and target.workers:
+                    for datasets in batch:
+                        target.wait_job(str(datasets[0].StudyInstanceUID))
                 time.sleep(SETTLE_SECONDS)  # the node's notices of the last images, if any
             ratios[target.label].append(seconds[1] / seconds[0])
     return ratios
@@ -507,9 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{setup.label:<34}node {node:>8.0f}   orthanc {orthanc:>8.0f}")
         if args.ingest_rounds:
             alone = stack.enter_context(orthanc_alone(Path(scratch) / "alone"))
-            # The intake-only nodes in turn; then the scoring node on its own, last: it goes
-            # on scoring what it received after each round, which would slow the others.
-            for targets, size in itertools.product((intakes, setups[-1:]), sizes):
+            # The intake-only nodes in turn; then each tree's last scoring node in turn.
+            scoring = list({setup.tree: setup for setup in setups}.values())
+            for targets, size in itertools.product((intakes, scoring), sizes):
                 measured = ingest(targets, alone, args.ingest_rounds, args.ingest_exams, size)
                 for label, ratios in measured.items():
                     print(
