@@ -1,5 +1,6 @@
 """DICOM writers: SEG lesion masks and a TID 1500 measurement report, with AIR provenance."""
 
+import node.writers.iod_lookup  # noqa: F401  (highdicom's IOD look-up, answered once)
 from node.writers.outputs import build_outputs
 from node.writers.provenance import NODE_MANUFACTURER, output_uid
 from node.writers.seg import build_segmentations
