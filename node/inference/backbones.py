@@ -56,14 +56,28 @@ BACKBONES = {
 }
 
 
-def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """TensorFlow 'SAME' padding (asymmetric at stride 2), as the EfficientNet weights expect."""
+def _same_padding(x: torch.Tensor, kernel: int, stride: int) -> tuple[int, int, int, int]:
+    """TensorFlow 'SAME' padding (asymmetric at stride 2), as the EfficientNet weights expect:
+    (left, right, top, bottom), F.pad's order."""
     rows, cols = x.shape[-2:]
     pad_rows = max((math.ceil(rows / stride) - 1) * stride + kernel - rows, 0)
     pad_cols = max((math.ceil(cols / stride) - 1) * stride + kernel - cols, 0)
-    return F.pad(
-        x, [pad_cols // 2, pad_cols - pad_cols // 2, pad_rows // 2, pad_rows - pad_rows // 2]
-    )
+    return pad_cols // 2, pad_cols - pad_cols // 2, pad_rows // 2, pad_rows - pad_rows // 2
+
+
+def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    return F.pad(x, list(_same_padding(x, kernel, stride)))
+
+
+def _zero_border(y: torch.Tensor, padding: tuple[int, int, int, int]) -> torch.Tensor:
+    """``y`` with its outer ``padding`` rows and columns set to zero (in place)."""
+    left, right, top, bottom = padding
+    rows, cols = y.shape[-2:]
+    y[..., :top, :] = 0
+    y[..., rows - bottom :, :] = 0
+    y[..., :, :left] = 0
+    y[..., :, cols - right :] = 0
+    return y
 
 
 class _MBConv(nn.Module):
@@ -92,9 +106,18 @@ class _MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True) if self.expand else x
-        if self.stride != 1:
-            y = _same_pad(y, self.kernel, self.stride)
+        if self.stride != 1 and self.expand:
+            # Pad the narrow input, not the six-times-wider expansion: a 1x1 convolution maps
+            # each pixel alone, so the expansion of the padded input is the padded expansion
+            # once its border (bias and ReLU6 of zero) is set back to zero. The same numbers
+            # (to float rounding), a sixth of the copying.
+            padding = _same_padding(x, self.kernel, self.stride)
+            y = F.relu6(self._bn0(self._expand_conv(F.pad(x, list(padding)))), inplace=True)
+            y = _zero_border(y, padding)
+        elif self.expand:
+            y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True)
+        else:
+            y = _same_pad(x, self.kernel, self.stride) if self.stride != 1 else x
         y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)
         y = self._bn2(self._project_conv(y))
         out: torch.Tensor = x + y if self.residual else y
