@@ -176,12 +176,16 @@ class MemoryOrthanc:
 
     # -- StudySource --------------------------------------------------------------------
 
-    def study_instances(self, study_id: str) -> list[str]:
+    def study_instances(self, study_id: str, *, except_manufacturer: str = "") -> list[str]:
         if study_id in self.unavailable:
             raise PeerUnavailable("Orthanc: ConnectError: connection refused")
         if study_id not in self.studies:  # as OrthancRest answers a 404
             raise NotFound(f"/studies/{study_id}/instances")
-        return list(self.studies[study_id])
+        return [
+            i
+            for i in self.studies[study_id]
+            if not except_manufacturer or self.tags[i].Manufacturer != except_manufacturer
+        ]
 
     def instance_tags(self, instance_id: str) -> InstanceTags:
         if instance_id not in self.tags:

@@ -43,6 +43,7 @@ from node.jobs.revisions import revision_of
 from node.jobs.states import JobState
 from node.jobs.store import Job, JobStore
 from node.net.orthanc_rest import InstanceTags
+from node.writers.provenance import NODE_MANUFACTURER
 
 MAX_JOBS_PER_STUDY = 1000  # bounded look-up of an exam's earlier jobs
 
@@ -59,8 +60,9 @@ def idempotency_key(study_instance_uid: str, model_ref: str, sop_instance_uids: 
 class StudySource(Protocol):
     """What intake reads of the archive (OrthancRest in the node)."""
 
-    def study_instances(self, study_id: str) -> list[str]:
-        """The archive's ids of the study's instances; KeyError when the study is gone."""
+    def study_instances(self, study_id: str, *, except_manufacturer: str = "") -> list[str]:
+        """The archive's ids of the study's instances, without the series of
+        ``except_manufacturer``; NotFound when the study is gone."""
         ...
 
     def instance_tags(self, instance_id: str) -> InstanceTags: ...
@@ -103,9 +105,11 @@ class ExamIntake:
 
         Raises NotFound when the study is no longer in Orthanc (nothing to do).
         """
-        instances = [
-            self.orthanc.instance_tags(i) for i in self.orthanc.study_instances(orthanc_study_id)
-        ]
+        # The node's own results are never routed (route: "own_output"): a stable study's are
+        # left out unread. An exam still arriving has none yet: no series look-up for it.
+        own = "" if only_complete else NODE_MANUFACTURER
+        ids = self.orthanc.study_instances(orthanc_study_id, except_manufacturer=own)
+        instances = [self.orthanc.instance_tags(i) for i in ids]
         by_series: dict[tuple[str, RoutingDecision], list[InstanceTags]] = defaultdict(list)
         for tags in instances:
             by_series[(tags.SeriesInstanceUID, route(tags, self.rules))].append(tags)

@@ -103,8 +103,20 @@ class OrthancRest:
         """Orthanc's ``IsStable`` of a study; NotFound when it is gone."""
         return bool(self._get(f"/studies/{path_segment(study_id)}").get("IsStable", False))
 
-    def study_instances(self, study_id: str) -> list[str]:
+    def study_instances(self, study_id: str, *, except_manufacturer: str = "") -> list[str]:
+        """Orthanc's ids of the study's instances; without those of the series whose
+        Manufacturer (a series main tag in Orthanc's index) is ``except_manufacturer``: the
+        node's own results need no header read (their files are as big as an exam's)."""
         instances = self._get(f"/studies/{path_segment(study_id)}/instances")
+        skipped: set[str] = set()
+        if except_manufacturer:
+            skipped = {
+                str(series.get("ID"))
+                for series in self._get(f"/studies/{path_segment(study_id)}/series")
+                if str(series.get("MainDicomTags", {}).get("Manufacturer", "")).strip()
+                == except_manufacturer
+            }
+        instances = [i for i in instances if i.get("ParentSeries") not in skipped]
         with self._tags_lock:
             for instance in instances:
                 if isinstance(instance.get("FileUuid"), str):
