@@ -10,7 +10,8 @@ shared machine falls on each alike. Printed, per setup:
   per stage from each job's transitions, the node's work (queued + fetching + writing +
   publishing) and the overhead ratio (end to end - stable wait - inferring) / inferring;
 - sustained: ``--sustained`` small exams sent back to back; exams per hour from the first
-  C-STORE to the last job done;
+  C-STORE to the last job done, and the CPU seconds per exam of the node and of its Orthanc
+  (the cost, steadier than the rate on a shared machine);
 - peak RSS of the node process and of its Orthanc (VmHWM) at the end;
 - ingest: C-STORE seconds into each tree's last setup's Orthanc (plugin and node running, its
   workers scoring what arrives) against Orthanc alone (the same generated config without the plugin),
@@ -79,6 +80,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -169,6 +176,12 @@ class Setup:
         orthanc = [peak_rss_mb(pid) for pid in children(self.process.pid)]
         return node, max(orthanc, default=float("nan"))
 
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by the node process and by its Orthanc child."""
+        assert self.process is not None
+        orthanc = sum(cpu_seconds(pid) for pid in children(self.process.pid))
+        return cpu_seconds(self.process.pid), orthanc
+
     def job(self, study_uid: str) -> dict[str, Any] | None:
         """The study's finished job with its history, or None while none is."""
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -256,11 +269,16 @@ def latency(setups: Sequence[Setup], exams: int, sizes: Sequence[str]) -> None:
             print(f"{column:<22}" + "".join(f"{v:>{width}.3f}" for v in values))
 
 
-def sustained(setups: Sequence[Setup], count: int, size: str = "small") -> dict[str, float]:
-    """Exams per hour with ``count`` exams of ``size`` sent back to back to each setup."""
-    rates: dict[str, float] = {}
+def sustained(
+    setups: Sequence[Setup], count: int, size: str = "small"
+) -> dict[str, tuple[float, float, float]]:
+    """Per setup, with ``count`` exams of ``size`` sent back to back: exams per hour, and the
+    CPU seconds per exam of the node process and of its Orthanc (what the exams cost, steadier
+    than a rate on a shared machine; 2 cores give at most 7200 CPU seconds an hour)."""
+    results: dict[str, tuple[float, float, float]] = {}
     for number, setup in enumerate(tqdm(setups, desc="sustained", unit="setup")):
         batch = [exam(50_000 + 1000 * number + index, size) for index in range(count)]
+        node_before, orthanc_before = setup.cpu()
         started = time.time()
         for datasets in batch:
             send(setup.peer, datasets)
@@ -268,9 +286,15 @@ def sustained(setups: Sequence[Setup], count: int, size: str = "small") -> dict[
             setup.wait_job(str(datasets[0].StudyInstanceUID))["history"][-1]["at"]
             for datasets in batch
         )
-        rates[setup.label] = count / (last - started) * 3600
-        tqdm.write(f"sustained {setup.label}: {rates[setup.label]:.0f} exams/hour")
-    return rates
+        node_after, orthanc_after = setup.cpu()
+        rate = count / (last - started) * 3600
+        results[setup.label] = (
+            rate,
+            (node_after - node_before) / count,
+            (orthanc_after - orthanc_before) / count,
+        )
+        tqdm.write(f"sustained {setup.label}: {rate:.0f} exams/hour")
+    return results
 
 
 @contextmanager
@@ -504,8 +528,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"\nsustained {args.sustained_size} exams, {args.sustained} back to back "
                 f"(load average {load()})"
             )
-            for label, rate in rates.items():
-                print(f"{label:<34}{rate:>10.0f} exams/hour")
+            for label, (rate, node_cpu, orthanc_cpu) in rates.items():
+                print(
+                    f"{label:<34}{rate:>10.0f} exams/hour   CPU s per exam: node "
+                    f"{node_cpu:.2f}, orthanc {orthanc_cpu:.2f}"
+                )
         print("\npeak RSS (VmHWM), MB")
         for setup in setups:
             node, orthanc = setup.rss()
