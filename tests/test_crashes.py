@@ -140,6 +140,23 @@ def test_the_embedded_orthanc_dies_with_a_killed_node_and_up_starts_again(
         stop_up(node)
 
 
+def test_the_embedded_orthanc_shares_the_nodes_session_in_a_group_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """Its own process group: Ctrl-C at the terminal reaches the node only, which stops it.
+    The node's session: Linux schedules each session as one group (autogroup), so in a
+    session of its own Orthanc would share the CPU with the node as an equal, whatever the
+    workers' lower priority, and a modality's C-STORE would wait for scoring."""
+    settings = make_settings(tmp_path)
+    node = start_up(settings)
+    try:
+        orthanc_pid = int((tmp_path / "orthanc.pid").read_text())
+        assert os.getsid(orthanc_pid) == os.getsid(node.pid)
+        assert os.getpgid(orthanc_pid) == orthanc_pid != os.getpgid(node.pid)
+    finally:
+        stop_up(node)
+
+
 def test_a_stale_orthanc_of_the_data_dir_is_stopped_at_start(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     stale = start_orthanc(settings)  # as if a node had died and left it running
