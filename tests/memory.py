@@ -19,7 +19,7 @@ from pydicom.multival import MultiValue
 from node.config import Destination
 from node.db import create_engine
 from node.delivery.publishers import Publisher
-from node.dicom.part10 import Part10File
+from node.dicom.part10 import Part10File, part10_bytes
 from node.domain import Finding, ImagePrediction, ModelSpec
 from node.errors import InvalidInput, NotFound, PeerUnavailable, RetryableError
 from node.inference.scoring import ImageModel
@@ -28,7 +28,6 @@ from node.ingest.reconcile import ChangeLog
 from node.jobs.pipeline import InstanceSource
 from node.jobs.store import JobStore
 from node.models.registry import find_model
-from node.net.dicomweb import dataset_bytes
 from node.net.orthanc_rest import Change, InstanceTags
 from node.synthetic.dicom import synthetic_exam
 
@@ -88,7 +87,7 @@ class MemoryDicomWeb:
         self.stored: dict[str, bytes] = {}
         self.retrieved: list[str] = []
         for dataset in datasets:
-            self.stored[str(dataset.SOPInstanceUID)] = dataset_bytes(dataset)
+            self.stored[str(dataset.SOPInstanceUID)] = part10_bytes(dataset)
 
     def retrieve_instance(
         self, study_instance_uid: str, series_instance_uid: str, sop_instance_uid: str

@@ -18,7 +18,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from node.config import Destination
-from node.dicom.part10 import Part10File, part10_bytes
+from node.dicom.part10 import Part10File
 from node.dicom.uids import is_valid_uid
 from node.errors import FinalError, InvalidInput, MammoNodeError
 from node.net.http import json_of, path_segment, request
@@ -35,18 +35,6 @@ _RETRIEVE_HEADERS = {"Accept": _DICOM_MULTIPART, "Accept-Encoding": "identity"}
 class StoreOutcome:
     stored: tuple[str, ...]  # SOPInstanceUIDs the peer accepted
     failed: tuple[tuple[str, int], ...]  # (SOPInstanceUID, FailureReason)
-
-
-def dataset_bytes(dataset: pydicom.Dataset) -> bytes:
-    return part10_bytes(dataset)
-
-
-def _stored(item: pydicom.Dataset | Part10File) -> tuple[bytes, str]:
-    """The bytes a STOW-RS part carries, and the object's SOPInstanceUID: a stored file as
-    it is, a dataset encoded now."""
-    if isinstance(item, Part10File):
-        return item.read_bytes(), item.sop_instance_uid
-    return part10_bytes(item), str(item.SOPInstanceUID)
 
 
 class DicomWebClient:
@@ -164,11 +152,10 @@ class DicomWebClient:
                 found.append((str(series), str(sop)))
         return found
 
-    def store(self, objects: Sequence[pydicom.Dataset | Part10File]) -> StoreOutcome:
-        """STOW-RS (PS3.18 10.5) of datasets or stored Part 10 files (sent as they are);
-        instances the peer already holds count as stored."""
-        parts = [_stored(item) for item in objects]
-        body, content_type = build_related(data for data, _ in parts)
+    def store(self, files: Sequence[Part10File]) -> StoreOutcome:
+        """STOW-RS (PS3.18 10.5) of stored Part 10 files, sent as they are; instances the
+        peer already holds count as stored."""
+        body, content_type = build_related(file.read_bytes() for file in files)
         response = self._request(
             "POST",
             "/studies",
@@ -189,7 +176,7 @@ class DicomWebClient:
             reason = int(item.get("00081197", {}).get("Value", [0])[0])
             failed.append((uid, reason))
         failed_uids = {uid for uid, _ in failed}
-        stored = tuple(uid for _, uid in parts if uid not in failed_uids)
+        stored = tuple(f.sop_instance_uid for f in files if f.sop_instance_uid not in failed_uids)
         return StoreOutcome(stored=stored, failed=tuple(failed))
 
     def echo(self) -> None:
