@@ -94,6 +94,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 #: Longest a job's fetch, inference or writing may run before the job fails with the reason.
 DEFAULT_STAGE_TIMEOUT_SECONDS = 300.0
 _VIEW_LABEL = re.compile(r"^[RL] [A-Z]{2,5}$")
+DEVICE_NAMES = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,9 @@ class Settings:
     # CPU priority (nice, 0-19) the workers compute at: 10 lets DICOM reception, the API and
     # intake go first on a shared host; 0 leaves them at the process's own priority
     worker_nice: int = 10
+    # where the models compute: auto (the GPU when torch sees one, else the CPU), cpu, cuda
+    # or cuda:N; an explicit cuda without a GPU stops start-up (node.inference.device)
+    device: str = "auto"
     lease_seconds: float = 120.0
     max_attempts: int = 5
     backoff_seconds: float = 2.0
@@ -282,12 +286,7 @@ class Settings:
         for modality in self.modalities:
             validate_ae_title(modality.aet)
             validate_port(f"modality {modality.aet} port", modality.port)
-        if self.workers < 0:
-            raise ConfigError("workers must be >= 0")
-        if not 0 <= self.torch_threads <= 1024:
-            raise ConfigError("torch_threads must be 0 (automatic) to 1024")
-        if not 0 <= self.worker_nice <= 19:
-            raise ConfigError("worker_nice must be 0 (as the process) to 19 (lowest priority)")
+        self._check_compute()
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be >= 1")
         if self.lease_seconds <= 0 or self.poll_seconds <= 0:
@@ -337,6 +336,17 @@ class Settings:
             raise ConfigError("max_image_pixels must be 1-2147483648 samples")
         if not 0 < self.stage_timeout_seconds <= 86400:
             raise ConfigError("stage_timeout_seconds must be > 0 and at most 86400")
+
+    def _check_compute(self) -> None:
+        """The workers, their threads and priority, and the device the models compute on."""
+        if self.workers < 0:
+            raise ConfigError("workers must be >= 0")
+        if not 0 <= self.torch_threads <= 1024:
+            raise ConfigError("torch_threads must be 0 (automatic) to 1024")
+        if not 0 <= self.worker_nice <= 19:
+            raise ConfigError("worker_nice must be 0 (as the process) to 19 (lowest priority)")
+        if not DEVICE_NAMES.match(self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
 
     @property
     def orthanc_base_url(self) -> str:

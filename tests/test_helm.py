@@ -338,8 +338,11 @@ def test_workers_scale_and_take_gpus_from_values(chart: helm_python.Chart) -> No
     assert workers["spec"]["replicas"] == 3
     (container,) = workers["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    # a GPU worker insists on its GPU (start-up fails without one); the API pod needs none
+    assert {"name": "MAMMO_NODE_DEVICE", "value": "cuda"} in container["env"]
     (api,) = find(manifests, "Deployment", "-api")["spec"]["template"]["spec"]["containers"]
     assert "nvidia.com/gpu" not in api["resources"].get("limits", {})
+    assert "MAMMO_NODE_DEVICE" not in {e["name"] for e in api["env"]}
     assert not [m for m in manifests if m["kind"] == "HorizontalPodAutoscaler"]
 
     autoscaled = render(

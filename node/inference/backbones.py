@@ -226,12 +226,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=2)
-def load_backbone(name: str, fold: bool = True) -> EfficientNetLite0:
-    """The frozen, eval-mode backbone for one-channel input in [0, 1] (one per process: it is
-    read-only, so the live and shadow model and every exam share it). ``fold``: batch norms
-    folded into their convolutions (the same features to float rounding, ~1.6x faster on
-    CPU; ``bench/inference.py --unfolded`` compares)."""
+@lru_cache(maxsize=4)
+def load_backbone(name: str, fold: bool = True, device: str = "cpu") -> EfficientNetLite0:
+    """The frozen, eval-mode backbone for one-channel input in [0, 1] on ``device`` (one per
+    process and device: it is read-only, so the live and shadow model and every exam share
+    it). ``fold``: batch norms folded into their convolutions (the same features to float
+    rounding, ~1.6x faster on CPU; ``bench/inference.py --batch-norm`` compares)."""
     if name not in BACKBONES:
         raise InvalidModelConfig(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
     weights = BACKBONES[name]
@@ -256,4 +256,4 @@ def load_backbone(name: str, fold: bool = True) -> EfficientNetLite0:
         fold_batch_norms(net)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    return net
+    return net.to(device)

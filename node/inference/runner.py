@@ -26,6 +26,7 @@ from torch import nn
 
 from node.domain import ExamImage, Finding, ImagePrediction, ModelSpec
 from node.inference.breast import inside, source_breast_mask
+from node.inference.device import serving_device
 
 FloatImage = npt.NDArray[np.float32]
 _TISSUE = 0.05
@@ -118,7 +119,7 @@ class LoadedModel:
 
     def __init__(self, spec: ModelSpec, network: nn.Module, device: str | None = None) -> None:
         self.spec = spec
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = serving_device(device)
         self.network = network.to(self.device).eval()
         self._lock = threading.Lock()
 

@@ -247,10 +247,11 @@ ServedModel = LoadedModel | ContralateralModel
 
 
 def load_model(models_dir: Path, ref: str, device: str | None = None) -> ServedModel:
-    """Load a model version with its weights, ready to predict."""
+    """Load a model version with its weights, ready to predict on ``device`` ("auto", None:
+    the GPU when torch sees one; node.inference.device)."""
     folder = find_model(Path(models_dir), ref)
     if folder.kind == CONTRALATERAL:
-        return _load_contralateral(folder)
+        return _load_contralateral(folder, device)
     weights = folder.path / "weights.pt"
     try:
         network = build_network(folder.architecture, folder.kwargs)
@@ -272,7 +273,7 @@ def load_model(models_dir: Path, ref: str, device: str | None = None) -> ServedM
     return LoadedModel(folder.spec, network, device)
 
 
-def _load_contralateral(folder: ModelFolder) -> ContralateralModel:
+def _load_contralateral(folder: ModelFolder, device: str | None) -> ContralateralModel:
     """The frozen backbone (sha256-checked) and the two heads of ``weights.pt``."""
     weights = folder.path / "weights.pt"
     try:
@@ -290,4 +291,4 @@ def _load_contralateral(folder: ModelFolder) -> ContralateralModel:
         raise _fail(
             weights, f"head has {head.components.shape[0]} components, not {folder.kwargs['pca']}"
         )
-    return ContralateralModel(folder.spec, folder.architecture, head, fallback, lesion)
+    return ContralateralModel(folder.spec, folder.architecture, head, fallback, lesion, device)

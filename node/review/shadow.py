@@ -170,6 +170,8 @@ def shadow_runner_for(
     live_ref: str,
     store: ShadowStore,
     expected_views: tuple[str, ...] = DEFAULT_EXPECTED_VIEWS,
+    *,
+    device: str = "auto",
 ) -> ShadowRunner | None:
     """The registry's shadow model ready to run, or None (none set, or it is the live one).
 
@@ -179,7 +181,7 @@ def shadow_runner_for(
         ref = ModelLifecycle(models_dir).shadow_ref()
         if ref is None or ref == live_ref:
             return None
-        model = load_model(models_dir, ref)
+        model = load_model(models_dir, ref, device)
     except (LifecycleError, ModelNotFound, InvalidModelConfig) as error:
         log.error("shadow model not started: %s", error)
         return None

@@ -46,9 +46,11 @@ class CurrentModel:
         *,
         pinned: bool,
         on_switch: Switched,
+        device: str = "auto",
     ) -> None:
         self.pipeline = pipeline
         self.models_dir = models_dir
+        self.device = device  # where a newly promoted or shadow model computes
         self.shadow_store = shadow_store
         #: The shadow model now running; the node hands it each ExamScored event.
         self.shadow = shadow
@@ -97,7 +99,11 @@ class CurrentModel:
         try:
             wanted = live if self.pinned else lifecycle.live_ref()
             shadow_ref = lifecycle.shadow_ref()
-            model = self.pipeline.model if wanted == live else load_model(self.models_dir, wanted)
+            model = (
+                self.pipeline.model
+                if wanted == live
+                else load_model(self.models_dir, wanted, self.device)
+            )
             running_shadow = self.shadow
             shadow = None
             if shadow_ref is not None and shadow_ref != wanted:
@@ -105,7 +111,7 @@ class CurrentModel:
                     shadow = running_shadow
                 else:
                     shadow = ShadowRunner(
-                        load_model(self.models_dir, shadow_ref),
+                        load_model(self.models_dir, shadow_ref, self.device),
                         self.shadow_store,
                         self.pipeline.expected_views,
                     )

@@ -87,7 +87,9 @@ class Node:
 
         apply_thread_policy(settings.workers, settings.torch_threads)
         self.model: ImageModel = load_model(
-            settings.models_dir, live_model_ref(settings.models_dir, settings.model)
+            settings.models_dir,
+            live_model_ref(settings.models_dir, settings.model),
+            settings.device,
         )
         spec = self.model.spec
         self.metrics.set_model(spec.model_id, spec.version)
@@ -148,7 +150,11 @@ class Node:
         self.shadow_results = ShadowStore(self.store.engine)
         # The shadow model observes scored exams; the pipeline does not know it exists.
         self.shadow = shadow_runner_for(
-            settings.models_dir, spec.ref, self.shadow_results, settings.expected_views
+            settings.models_dir,
+            spec.ref,
+            self.shadow_results,
+            settings.expected_views,
+            device=settings.device,
         )
         # promote / rollback / shadow take effect at the next inference (node.runtime.current_model).
         self.pipeline.current = CurrentModel(
@@ -158,6 +164,7 @@ class Node:
             self.shadow,
             pinned=bool(settings.model.strip()),
             on_switch=self._model_switched,
+            device=settings.device,
         )
         self.bus.subscribe(ExamScored, self._exam_scored)
         register_review_metrics(self.registry, self.feedback.stats, self.shadow_results.agreement)
@@ -214,6 +221,7 @@ class Node:
             "node started",
             extra={
                 "model": self.model.spec.ref,
+                "device": str(getattr(self.model, "device", "cpu")),
                 "workers": len(self.workers),
             },
         )

@@ -114,6 +114,12 @@ spec:
           value: /etc/mammo-node/config.yaml
         - name: MAMMO_NODE_WORKERS
           value: {{ ternary "0" (toString $root.Values.workers.threadsPerPod) (eq .role "api") | quote }}
+{{- if and (eq .role "workers") $root.Values.workers.gpu.enabled }}
+        {{- /* a GPU pod that starts without a GPU torch can see fails at start-up, loudly,
+             rather than scoring on its CPU */}}
+        - name: MAMMO_NODE_DEVICE
+          value: cuda
+{{- end }}
 {{ include "mammo-node.secretEnv" $root | indent 8 }}
 {{- include "mammo-node.destinationsEnv" $root | indent 8 }}
       ports:
