@@ -27,7 +27,8 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,75 @@ def agreement(
     return {"max_abs_score_diff": score_diff, "feature_rel_diff": (num / den) ** 0.5}
 
 
+@contextmanager
+def conv_precision(precision: str) -> Iterator[None]:
+    """cuDNN convolutions in "ieee" (full float32, as the node serves) or "tf32" meanwhile."""
+    torch.backends.cudnn.conv.fp32_precision = precision  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
+
+
+Models = dict[str, ContralateralModel]
+Exams = Sequence[Sequence[ExamImage]]
+
+
+def stage_table(models: Models, exams: Exams, size: str) -> dict[str, Any]:
+    """Per device, the stages of an exam; on a GPU once more with TF32 for what it would save."""
+    print("| device | prepare | network | scoring | exam |")
+    print("|---|---|---|---|---|")
+    runs = [(name, model, "ieee") for name, model in models.items()]
+    if "cuda" in models:
+        runs.append(("cuda, TF32", models["cuda"], "tf32"))
+    report = {}
+    for name, model, precision in runs:
+        with conv_precision(precision):
+            s = stages(model, exams)
+        report[f"{size}/{name}/stages"] = s
+        cells = f"{s['prepare']:.3f} | {s['network']:.4f} | {s['scoring']:.3f} | {s['exam']:.3f}"
+        print(f"| {name} | {cells} |", flush=True)
+    return report
+
+
+def batching_table(models: Models, exams: Exams, ks: Sequence[int]) -> dict[str, Any]:
+    """Per device, the network stage with k exams' views in one pass."""
+    size_in = models["cpu"].spec.input_size
+    prepared = [[prepare(i.pixels, i.laterality, size_in) for i in e] for e in exams]
+    print(
+        f"\nnetwork stage ({size_in[0]} x {size_in[1]} input whatever the source), "
+        "k exams in one pass: seconds per exam (peak GPU MB)"
+    )
+    print("| device | " + " | ".join(f"k={k}" for k in ks) + " |")
+    print("|---|" + "---|" * len(ks))
+    report = {}
+    for name, model in models.items():
+        rows = batching(model, prepared, ks)
+        report[f"{name}/batching"] = rows
+        cells = [
+            f"{r['s_per_exam']:.4f}"
+            + ("" if np.isnan(r["peak_gpu_mb"]) else f" ({r['peak_gpu_mb']:.0f})")
+            for r in rows
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    return report
+
+
+def agreement_table(models: Models, exams: Exams, size: str) -> dict[str, Any]:
+    """The GPU's scores and features against the CPU's, with TF32 and without."""
+    print("\nCUDA against the CPU on the same exams")
+    print("| TF32 | max abs score diff | feature rel diff |")
+    print("|---|---|---|")
+    report = {}
+    for precision in ("tf32", "ieee"):
+        with conv_precision(precision):
+            a = agreement(models["cpu"], models["cuda"], exams)
+        report[f"{size}/agreement/{precision}"] = a
+        on = "on" if precision == "tf32" else "off"
+        print(f"| {on} | {a['max_abs_score_diff']:.2e} | {a['feature_rel_diff']:.2e} |", flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="mias-contralateral/1.1.0", help="an exam-aware model")
@@ -156,9 +226,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    models = {name: load_model(MODELS, args.model, device=name) for name in devices}
-    if not all(isinstance(m, ContralateralModel) for m in models.values()):
-        parser.error(f"{args.model} is not an exam-aware model")
+    models: Models = {}
+    for name in devices:
+        model = load_model(MODELS, args.model, device=name)
+        if not isinstance(model, ContralateralModel):
+            parser.error(f"{args.model} is not an exam-aware model")
+        models[name] = model
     gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none"
     print(f"model {args.model}; torch {torch.__version__}; {args.threads} CPU threads; GPU {gpu}")
     report: dict[str, Any] = {"model": args.model, "gpu": gpu, "threads": args.threads}
@@ -170,60 +243,11 @@ def main() -> None:
             for seed in tqdm(range(count), desc=f"{size} exams", unit="exam")
         ]
         print(f"\n{size} ({rows} x {columns}), 4 views per exam, seconds per exam (median)")
-        print("| device | prepare | network | scoring | exam |")
-        print("|---|---|---|---|---|")
-        rows_run = [(name, model, "ieee") for name, model in models.items()]
-        if "cuda" in models:  # torch's default for cuDNN, for comparison; the node runs IEEE
-            rows_run.append(("cuda, TF32", models["cuda"], "tf32"))
-        for name, model, precision in rows_run:
-            assert isinstance(model, ContralateralModel)
-            torch.backends.cudnn.conv.fp32_precision = precision  # type: ignore[attr-defined]
-            s = stages(model, exams[: args.exams])
-            report[f"{size}/{name}/stages"] = s
-            print(
-                f"| {name} | {s['prepare']:.3f} | {s['network']:.4f} | {s['scoring']:.3f} "
-                f"| {s['exam']:.3f} |",
-                flush=True,
-            )
-        torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
+        report |= stage_table(models, exams[: args.exams], size)
         if size == args.sizes[0]:  # the network's input size is the same for every source size
-            size_in = models["cpu"].spec.input_size
-            prepared = [[prepare(i.pixels, i.laterality, size_in) for i in e] for e in exams]
-            print(
-                f"\nnetwork stage ({size_in[0]} x {size_in[1]} input whatever the source), "
-                "k exams in one pass: seconds per exam (peak GPU MB)"
-            )
-            print("| device | " + " | ".join(f"k={k}" for k in args.batch_exams) + " |")
-            print("|---|" + "---|" * len(args.batch_exams))
-            for name, model in models.items():
-                assert isinstance(model, ContralateralModel)
-                b = batching(model, prepared, args.batch_exams)
-                report[f"{name}/batching"] = b
-                cells = [
-                    f"{r['s_per_exam']:.4f}"
-                    + ("" if np.isnan(r["peak_gpu_mb"]) else f" ({r['peak_gpu_mb']:.0f})")
-                    for r in b
-                ]
-                print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+            report |= batching_table(models, exams, args.batch_exams)
         if "cuda" in models:
-            print("\nCUDA against the CPU on the same exams")
-            print("| TF32 | max abs score diff | feature rel diff |")
-            print("|---|---|---|")
-            reference, cuda = models["cpu"], models["cuda"]
-            assert isinstance(reference, ContralateralModel) and isinstance(
-                cuda, ContralateralModel
-            )
-            for tf32 in (True, False):
-                precision = "tf32" if tf32 else "ieee"
-                torch.backends.cudnn.conv.fp32_precision = precision  # type: ignore[attr-defined]
-                a = agreement(reference, cuda, exams[: args.exams])
-                report[f"{size}/agreement/tf32={tf32}"] = a
-                print(
-                    f"| {'on' if tf32 else 'off'} | {a['max_abs_score_diff']:.2e} "
-                    f"| {a['feature_rel_diff']:.2e} |",
-                    flush=True,
-                )
-            torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
+            report |= agreement_table(models, exams[: args.exams], size)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
