@@ -278,3 +278,16 @@ def test_peaks_clear_each_disc_in_its_box_as_on_the_whole_grid(seed: int) -> Non
     mask[:, : int(rng.integers(10, shape[1]))] = True  # a breast against one edge
     heat = np.where(mask, heat, np.nan).astype(np.float32)
     assert peaks(heat, mask) == _peaks_on_the_whole_grid(heat, mask)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_wide_regions_that_leave_the_peaks_window_get_their_whole_area(seed: int) -> None:
+    # Smooth maps: regions above the midpoint spread past the window around each peak, so
+    # the area is taken from the whole map (or capped at a sixth of the breast's height).
+    rng = np.random.default_rng(100 + seed)
+    shape = (int(rng.integers(150, 300)), int(rng.integers(150, 300)))
+    heat = ndimage.gaussian_filter(rng.normal(size=shape), sigma=float(rng.uniform(15, 40)))
+    mask = np.zeros(shape, dtype=bool)
+    mask[int(rng.integers(0, 40)) :, : int(rng.integers(60, shape[1]))] = True
+    heat = np.where(mask, heat, np.nan).astype(np.float32)
+    assert peaks(heat, mask) == _peaks_on_the_whole_grid(heat, mask)
