@@ -226,12 +226,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=4)
 def load_backbone(name: str, fold: bool = True, device: str = "cpu") -> EfficientNetLite0:
     """The frozen, eval-mode backbone for one-channel input in [0, 1] on ``device`` (one per
     process and device: it is read-only, so the live and shadow model and every exam share
     it). ``fold``: batch norms folded into their convolutions (the same features to float
     rounding, ~1.6x faster on CPU; ``bench/inference.py --batch-norm`` compares)."""
+    # One cache key however the caller spells the arguments (training's load_backbone(name)
+    # and the served model's device="cpu" share one copy, read and checked once).
+    return _load_backbone(name, fold, str(torch.device(device)))
+
+
+@lru_cache(maxsize=4)
+def _load_backbone(name: str, fold: bool, device: str) -> EfficientNetLite0:
     if name not in BACKBONES:
         raise InvalidModelConfig(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
     weights = BACKBONES[name]
