@@ -7,8 +7,9 @@ size, in this process, on synthetic 4-view exams (presentation pixels as the wor
 - stages, seconds per exam (median of ``--exams`` after a warm-up): *prepare* (mirror, breast
   mask, crop, resize: on the CPU whatever the device), *network* (the backbone as the node
   runs it, ``exam_features``: on a GPU the exam's views in one pass, on the CPU one view per
-  pass; feature maps back to host memory), *scoring* (heads, heatmaps on the source pixels,
-  findings: on the CPU), and *exam* (``predict_exam`` as the worker calls it);
+  pass; feature maps back to host memory), *exam* (``predict_exam`` as the worker calls it,
+  timed apart) and *scoring* (heads, heatmaps on the source pixels, findings: on the CPU;
+  the exam's time less the other two);
 - batching: the views of k exams in one pass (``--batch-exams``), seconds per exam, and the
   GPU memory it peaked at; on a GPU k = 1 is what the node does (once: the network's input
   size does not depend on the source's);

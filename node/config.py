@@ -21,6 +21,7 @@ from node.errors import ConfigError
 
 # PS3.5 6.2: AE titles are up to 16 characters, no backslash or control characters.
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
@@ -42,6 +43,13 @@ def validate_ae_title(value: str) -> str:
     if not _AE_TITLE.match(stripped):
         raise ConfigError(f"invalid AE title {value!r}: 1-16 printable characters, no backslash")
     return stripped
+
+
+def validate_device(name: str) -> str:
+    """The ``device`` setting's value, or ConfigError: auto, cpu, cuda or cuda:N."""
+    if not _DEVICE_NAME.match(name):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    return name
 
 
 def validate_port(name: str, value: int) -> int:
@@ -94,7 +102,6 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 #: Longest a job's fetch, inference or writing may run before the job fails with the reason.
 DEFAULT_STAGE_TIMEOUT_SECONDS = 300.0
 _VIEW_LABEL = re.compile(r"^[RL] [A-Z]{2,5}$")
-DEVICE_NAMES = re.compile(r"^(auto|cpu|cuda(:\d{1,2})?)$")
 
 
 @dataclass(frozen=True)
@@ -345,8 +352,7 @@ class Settings:
             raise ConfigError("torch_threads must be 0 (automatic) to 1024")
         if not 0 <= self.worker_nice <= 19:
             raise ConfigError("worker_nice must be 0 (as the process) to 19 (lowest priority)")
-        if not DEVICE_NAMES.match(self.device):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        validate_device(self.device)
 
     @property
     def orthanc_base_url(self) -> str:

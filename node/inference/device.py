@@ -2,7 +2,7 @@
 
 "auto" takes the GPU when torch sees one, so a GPU pod needs no setting; an explicit "cuda"
 on a host where torch sees none is an error at start-up rather than a node that quietly
-scores on the CPU at a tenth of the speed it was sized for.
+runs its network on the CPU (70x slower than on the GPU in bench/inference_device.py).
 
 On a GPU, convolutions compute in full float32 (IEEE), not torch's default TF32 for cuDNN:
 a programme runs CPU and GPU workers side by side, and an exam must get the same score
@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from node.config import DEVICE_NAMES
+from node.config import validate_device
 from node.errors import ConfigError
 
 
 def serving_device(name: str | None = None) -> torch.device:
     """The torch device for ``name`` ("auto" or None, "cpu", "cuda", "cuda:N")."""
-    name = name or "auto"
-    if not DEVICE_NAMES.match(name):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, not {name!r}")
+    name = validate_device(name or "auto")
     device = torch.device(
         name if name != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     )
@@ -33,6 +31,5 @@ def serving_device(name: str | None = None) -> torch.device:
             raise ConfigError(
                 f"device {name}: this host has {torch.cuda.device_count()} CUDA GPU(s)"
             )
-    if device.type == "cuda":
         torch.backends.cudnn.conv.fp32_precision = "ieee"  # type: ignore[attr-defined]
     return device
