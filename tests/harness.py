@@ -5,6 +5,7 @@ Everything listens on 127.0.0.1 on free ports; every wait is bounded in time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,9 +32,20 @@ needs_orthanc = pytest.mark.skipif(
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports. The sockets stay bound until all are chosen:
+    one closed before the next bind lets the kernel hand the same port out twice (seen as an
+    embedded Orthanc whose HTTP and DICOM ports were both 57823)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def wait_for(
@@ -53,11 +65,12 @@ SYNTHETIC_MODEL = "synthetic-unet/0.1.0"
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    dicom_port, http_port, api_port = free_ports(3)
     values: dict[str, Any] = {
         "data_dir": data_dir,
-        "dicom_port": free_port(),
-        "http_port": free_port(),
-        "api_port": free_port(),
+        "dicom_port": dicom_port,
+        "http_port": http_port,
+        "api_port": api_port,
         "stable_age": 1,
         "lease_seconds": 4.0,
         "backoff_seconds": 0.5,
